@@ -1,0 +1,33 @@
+# msmt-rank. Every target runs inside the project runtime (tools/runtime.sh builds it on first use).
+RUNTIME   := tools/runtime.sh
+PY        := $(RUNTIME) exec python
+DEMO_DIR  ?= $(CURDIR)/build/demo
+DEMO_ROWS ?= 200000
+PYTEST_ARGS ?=
+
+.PHONY: help runtime demo test lock clean-demo
+
+help:
+	@echo "make demo     build the runtime (first time ~4 min), generate $(DEMO_ROWS) synthetic impressions, run the pipeline"
+	@echo "make test     build the runtime if needed, run the test suite (~10 min)"
+	@echo "make runtime  build or check the runtime only"
+	@echo "make lock     re-resolve requirements.in into requirements.lock"
+
+runtime:
+	@$(RUNTIME) ensure
+
+demo: runtime
+	rm -rf "$(DEMO_DIR)"
+	$(PY) -m pipeline.cli demo --output "$(DEMO_DIR)" --rows $(DEMO_ROWS)
+
+test: runtime
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Resolve requirements.in in a scratch venv of the runtime and freeze it into requirements.lock.
+lock: runtime
+	$(RUNTIME) exec bash -c 'set -e; d=$$(mktemp -d); python3 -m venv $$d; $$d/bin/pip install -q -r requirements.in; \
+	  { head -2 requirements.lock; $$d/bin/pip freeze --all | grep -v "^pip==" | sort -f; } > requirements.lock.new; rm -rf $$d'
+	mv requirements.lock.new requirements.lock
+
+clean-demo:
+	rm -rf "$(DEMO_DIR)"

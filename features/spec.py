@@ -1,0 +1,378 @@
+"""Feature spec: the YAML contract that names every impression-log column and its role.
+
+A spec file is loaded into :class:`FeatureSpec`, a frozen dataclass validated at load time.
+Every error names the file and the key that is wrong (``SpecError``).
+
+YAML layout (see ``features/specs/*.yaml`` for complete examples)::
+
+    name: synthetic
+    features:
+      - {name: user_id,  role: id,          dtype: string, encoding: hash, hash_buckets: 20000}
+      - {name: scenario, role: scenario,    dtype: string, values: [home, search, detail]}
+      - {name: age,      role: categorical, dtype: int64}
+      - {name: price,    role: numeric,     transform: log1p_zscore, default: 0.0}
+      - {name: tags,     role: multivalent, separator: "|"}
+      - {name: user_ctr, role: prior,       dtype: float32}
+    priors:   {user: [user_id, age], item: [item_id], scenario: [scenario]}
+    labels:   {click: click, raction: add_to_cart, conversion: purchase}
+    ignore:   [true_p_click]          # columns that are never features (oracle columns, debug)
+    request_id: request_id            # optional, groups impressions of one request
+    timestamp: ts                     # optional, for time splits
+
+Roles (DESIGN.md section 3): ``id``, ``scenario`` (exactly one), ``categorical``, ``numeric``,
+``multivalent``, ``prior`` (a feature fed only to the personalised gates). A prior feature is
+categorical when its dtype is a string or an integer, numeric when it is a float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import yaml
+
+ROLES = ("id", "scenario", "categorical", "numeric", "multivalent", "prior")
+DTYPES = ("string", "int64", "float32")
+ENCODINGS = ("vocab", "hash")
+NUMERIC_TRANSFORMS = ("zscore", "log1p_zscore", "none")
+POOLINGS = ("mean", "sum")
+PRIOR_GROUPS = ("user", "item", "scenario")
+LABEL_KEYS = ("click", "raction", "conversion")
+REQUIRED_LABELS = ("click", "conversion")
+
+
+class SpecError(ValueError):
+    """A feature spec is invalid. The message names the file and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One input column and how it is encoded.
+
+    Attributes:
+      name: column name in the impression log.
+      role: one of ``ROLES``.
+      dtype: raw dtype in the log: ``string``, ``int64`` or ``float32``.
+      encoding: for categorical-like features, ``vocab`` (``tft.compute_and_apply_vocabulary``
+        with OOV buckets) or ``hash`` (``tf.strings.to_hash_bucket_fast``, for huge id spaces).
+      hash_buckets: number of hash buckets when ``encoding == 'hash'``.
+      vocab_top_k: keep at most this many vocabulary entries (None = all).
+      frequency_threshold: drop vocabulary entries seen fewer times.
+      num_oov_buckets: out-of-vocabulary buckets appended after the vocabulary.
+      transform: numeric normalisation: ``zscore``, ``log1p_zscore`` or ``none``.
+      default: value imputed for a missing numeric (also used for NaN / inf).
+      buckets: if > 0, a numeric is additionally bucketized into this many quantile buckets.
+      separator: for multivalent string features, the separator inside one cell.
+      pooling: how multivalent embeddings are pooled (``mean`` or ``sum``).
+      embedding_dim: embedding width (None = the model's default).
+      values: for the scenario feature, the known scenario values (index order).
+    """
+
+    name: str
+    role: str
+    dtype: str = "string"
+    encoding: str = "vocab"
+    hash_buckets: int = 0
+    vocab_top_k: Optional[int] = None
+    frequency_threshold: int = 1
+    num_oov_buckets: int = 1
+    transform: str = "zscore"
+    default: float = 0.0
+    buckets: int = 0
+    separator: str = "|"
+    pooling: str = "mean"
+    embedding_dim: Optional[int] = None
+    values: Tuple[str, ...] = ()
+
+    @property
+    def is_numeric(self) -> bool:
+        """True when the feature is a dense float (numeric role, or a float prior)."""
+        return self.role == "numeric" or (self.role == "prior" and self.dtype == "float32")
+
+    @property
+    def is_categorical(self) -> bool:
+        """True when the feature is looked up in an embedding table (single-valued)."""
+        return self.role in ("id", "categorical") or (self.role == "prior" and self.dtype != "float32")
+
+    @property
+    def is_multivalent(self) -> bool:
+        return self.role == "multivalent"
+
+    @property
+    def is_scenario(self) -> bool:
+        return self.role == "scenario"
+
+
+@dataclasses.dataclass(frozen=True)
+class Labels:
+    """Label columns. ``raction`` (related post-click action) is optional."""
+
+    click: str
+    conversion: str
+    raction: Optional[str] = None
+
+    def columns(self) -> Dict[str, str]:
+        """Map standard label key -> column name, for the labels present."""
+        out = {"click": self.click, "conversion": self.conversion}
+        if self.raction:
+            out["raction"] = self.raction
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """A validated feature spec. Build it with :func:`load_spec` or :func:`spec_from_dict`."""
+
+    name: str
+    features: Tuple[Feature, ...]
+    labels: Labels
+    priors: Mapping[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    ignore: Tuple[str, ...] = ()
+    request_id: Optional[str] = None
+    timestamp: Optional[str] = None
+    source: str = "<dict>"
+
+    # ------------------------------------------------------------------ lookups
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.source}: no feature named {name!r}")
+
+    @property
+    def scenario(self) -> Feature:
+        return next(f for f in self.features if f.role == "scenario")
+
+    @property
+    def num_scenarios(self) -> int:
+        """Known scenarios; index ``num_scenarios`` is the unknown-scenario slot."""
+        return len(self.scenario.values)
+
+    def by_role(self, role: str) -> List[Feature]:
+        return [f for f in self.features if f.role == role]
+
+    @property
+    def label_columns(self) -> Dict[str, str]:
+        return self.labels.columns()
+
+    @property
+    def raw_columns(self) -> List[str]:
+        """Every column the pipeline reads, in spec order (features, labels, extras)."""
+        cols = [f.name for f in self.features] + list(self.label_columns.values())
+        for extra in (self.request_id, self.timestamp):
+            if extra and extra not in cols:
+                cols.append(extra)
+        return cols
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A plain, JSON/YAML-serialisable dict that :func:`spec_from_dict` reads back."""
+        feats = []
+        defaults = Feature(name="", role="id")
+        for f in self.features:
+            d = {"name": f.name, "role": f.role}
+            for field in dataclasses.fields(Feature):
+                if field.name in ("name", "role"):
+                    continue
+                v = getattr(f, field.name)
+                if v != getattr(defaults, field.name):
+                    d[field.name] = list(v) if isinstance(v, tuple) else v
+            feats.append(d)
+        out: Dict[str, Any] = {
+            "name": self.name,
+            "features": feats,
+            "labels": self.labels.columns(),
+            "priors": {k: list(v) for k, v in self.priors.items()},
+            "ignore": list(self.ignore),
+        }
+        if self.request_id:
+            out["request_id"] = self.request_id
+        if self.timestamp:
+            out["timestamp"] = self.timestamp
+        return out
+
+
+# ---------------------------------------------------------------------- loading
+def _err(source: str, key: str, msg: str) -> SpecError:
+    return SpecError(f"{source}: {key}: {msg}")
+
+
+def _parse_feature(source: str, idx: int, raw: Any) -> Feature:
+    key = f"features[{idx}]"
+    if not isinstance(raw, dict):
+        raise _err(source, key, f"must be a mapping with at least 'name' and 'role', got {raw!r}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise _err(source, f"{key}.name", "is required and must be a non-empty string")
+    key = f"features[{idx}] ({name})"
+    known = {f.name for f in dataclasses.fields(Feature)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise _err(source, f"{key}.{unknown[0]}", f"unknown key; allowed keys: {', '.join(sorted(known))}")
+    role = raw.get("role")
+    if role not in ROLES:
+        raise _err(source, f"{key}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
+    default_dtype = "float32" if role == "numeric" else "string"
+    dtype = raw.get("dtype", default_dtype)
+    if dtype not in DTYPES:
+        raise _err(source, f"{key}.dtype", f"must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if role == "numeric" and dtype == "string":
+        raise _err(source, f"{key}.dtype", "a numeric feature must be int64 or float32")
+    if role == "multivalent" and dtype != "string":
+        raise _err(source, f"{key}.dtype", "a multivalent feature is a separator-joined string")
+    encoding = raw.get("encoding", "hash" if raw.get("hash_buckets") else "vocab")
+    if encoding not in ENCODINGS:
+        raise _err(source, f"{key}.encoding", f"must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+    kwargs: Dict[str, Any] = dict(name=name, role=role, dtype=dtype, encoding=encoding)
+    for int_key, minimum in (("hash_buckets", 0), ("frequency_threshold", 1), ("num_oov_buckets", 0),
+                             ("buckets", 0), ("vocab_top_k", 1), ("embedding_dim", 1)):
+        if int_key in raw and raw[int_key] is not None:
+            v = raw[int_key]
+            if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+                raise _err(source, f"{key}.{int_key}", f"must be an integer >= {minimum}, got {v!r}")
+            kwargs[int_key] = v
+    if encoding == "hash" and kwargs.get("hash_buckets", 0) < 1:
+        raise _err(source, f"{key}.hash_buckets", "must be >= 1 when encoding is 'hash'")
+    if encoding == "vocab" and kwargs.get("num_oov_buckets", 1) < 1:
+        raise _err(source, f"{key}.num_oov_buckets", "must be >= 1 so unseen values have a slot")
+    if "transform" in raw:
+        if raw["transform"] not in NUMERIC_TRANSFORMS:
+            raise _err(source, f"{key}.transform",
+                       f"must be one of {', '.join(NUMERIC_TRANSFORMS)}, got {raw['transform']!r}")
+        kwargs["transform"] = raw["transform"]
+    if "default" in raw:
+        d = raw["default"]
+        if not isinstance(d, (int, float)) or isinstance(d, bool):
+            raise _err(source, f"{key}.default", f"must be a number, got {d!r}")
+        kwargs["default"] = float(d)
+    if "separator" in raw:
+        sep = raw["separator"]
+        if not isinstance(sep, str) or len(sep) != 1:
+            raise _err(source, f"{key}.separator", f"must be a single character, got {sep!r}")
+        kwargs["separator"] = sep
+    if "pooling" in raw:
+        if raw["pooling"] not in POOLINGS:
+            raise _err(source, f"{key}.pooling", f"must be one of {', '.join(POOLINGS)}, got {raw['pooling']!r}")
+        kwargs["pooling"] = raw["pooling"]
+    if "values" in raw:
+        if role != "scenario":
+            raise _err(source, f"{key}.values", "only the scenario feature lists values")
+        vals = raw["values"]
+        if not isinstance(vals, list) or not vals:
+            raise _err(source, f"{key}.values", "must be a non-empty list of the known scenario values")
+        svals = tuple(str(v) for v in vals)
+        if len(set(svals)) != len(svals):
+            raise _err(source, f"{key}.values", f"has duplicates: {list(svals)}")
+        kwargs["values"] = svals
+    elif role == "scenario":
+        raise _err(source, f"{key}.values", "the scenario feature must list its known values (index order)")
+    return Feature(**kwargs)
+
+
+TOP_LEVEL_KEYS = ("name", "description", "features", "labels", "priors", "ignore", "request_id", "timestamp")
+
+
+def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
+    """Validate a parsed YAML document and build a :class:`FeatureSpec`.
+
+    Raises:
+      SpecError: naming ``source`` and the offending key.
+    """
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: the spec must be a YAML mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise _err(source, unknown[0], f"unknown top-level key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise _err(source, "name", "is required and must be a non-empty string")
+    feats_raw = raw.get("features")
+    if not isinstance(feats_raw, list) or not feats_raw:
+        raise _err(source, "features", "is required and must be a non-empty list")
+    features = tuple(_parse_feature(source, i, f) for i, f in enumerate(feats_raw))
+    names = [f.name for f in features]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _err(source, "features", f"duplicate feature names: {dupes}")
+    scen = [f for f in features if f.role == "scenario"]
+    if len(scen) != 1:
+        raise _err(source, "features", f"exactly one feature must have role 'scenario', found {len(scen)}")
+
+    labels_raw = raw.get("labels")
+    if not isinstance(labels_raw, dict):
+        raise _err(source, "labels", "is required: a mapping with 'click', 'conversion' and optional 'raction'")
+    for k in labels_raw:
+        if k not in LABEL_KEYS:
+            raise _err(source, f"labels.{k}", f"unknown label key; allowed: {', '.join(LABEL_KEYS)}")
+    for k in REQUIRED_LABELS:
+        if not isinstance(labels_raw.get(k), str) or not labels_raw.get(k):
+            raise _err(source, f"labels.{k}", "is required and must name a column")
+    if labels_raw.get("raction") is not None and not isinstance(labels_raw["raction"], str):
+        raise _err(source, "labels.raction", "must name a column")
+    labels = Labels(click=labels_raw["click"], conversion=labels_raw["conversion"],
+                    raction=labels_raw.get("raction"))
+    for k, col in labels.columns().items():
+        if col in names:
+            raise _err(source, f"labels.{k}", f"column {col!r} is also declared as a feature")
+
+    priors_raw = raw.get("priors") or {}
+    if not isinstance(priors_raw, dict):
+        raise _err(source, "priors", "must be a mapping of user/item/scenario to feature-name lists")
+    priors: Dict[str, Tuple[str, ...]] = {}
+    for group, members in priors_raw.items():
+        if group not in PRIOR_GROUPS:
+            raise _err(source, f"priors.{group}", f"unknown prior group; allowed: {', '.join(PRIOR_GROUPS)}")
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise _err(source, f"priors.{group}", "must be a list of feature names")
+        for m in members:
+            if m not in names:
+                raise _err(source, f"priors.{group}", f"names {m!r}, which is not a feature")
+        priors[group] = tuple(members)
+    for f in features:
+        if f.role == "prior" and not any(f.name in v for v in priors.values()):
+            raise _err(source, f"features ({f.name})", "has role 'prior' but is in no group of 'priors'")
+
+    ignore = raw.get("ignore") or []
+    if not isinstance(ignore, list) or not all(isinstance(c, str) for c in ignore):
+        raise _err(source, "ignore", "must be a list of column names")
+    clash = sorted(set(ignore) & (set(names) | set(labels.columns().values())))
+    if clash:
+        raise _err(source, "ignore", f"columns {clash} are also features or labels")
+    for key in ("request_id", "timestamp"):
+        v = raw.get(key)
+        if v is not None and (not isinstance(v, str) or not v):
+            raise _err(source, key, "must name a column")
+    return FeatureSpec(name=name, features=features, labels=labels, priors=priors, ignore=tuple(ignore),
+                       request_id=raw.get("request_id"), timestamp=raw.get("timestamp"), source=source)
+
+
+def load_spec(path: str) -> FeatureSpec:
+    """Load and validate a spec YAML file. Errors name ``path`` and the key."""
+    if not os.path.exists(path):
+        raise SpecError(f"{path}: no such spec file")
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from e
+    return spec_from_dict(raw, source=path)
+
+
+SPEC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
+
+
+def builtin_spec_path(name: str) -> str:
+    """Path of a spec shipped in ``features/specs`` (``synthetic``, ``aliccp``, ``aliexpress``)."""
+    path = os.path.join(SPEC_DIR, f"{name}.yaml")
+    if not os.path.exists(path):
+        avail = sorted(p[:-5] for p in os.listdir(SPEC_DIR) if p.endswith(".yaml"))
+        raise SpecError(f"no built-in spec {name!r}; available: {', '.join(avail)}")
+    return path
+
+
+def resolve_spec(name_or_path: str) -> FeatureSpec:
+    """Load a spec by file path, or by built-in name."""
+    if os.path.exists(name_or_path) or name_or_path.endswith((".yaml", ".yml")):
+        return load_spec(name_or_path)
+    return load_spec(builtin_spec_path(name_or_path))
+

@@ -1,0 +1,98 @@
+"""Feature spec validation: the shipped specs load; bad files fail with the file and key named."""
+
+import os
+import textwrap
+
+import pytest
+
+from features.spec import SPEC_DIR, SpecError, builtin_spec_path, load_spec, resolve_spec, spec_from_dict
+
+GOOD = """
+name: tiny
+features:
+  - {name: user_id, role: id, encoding: hash, hash_buckets: 100}
+  - {name: item_id, role: id}
+  - {name: scen, role: scenario, values: [a, b]}
+  - {name: price, role: numeric, transform: log1p_zscore, default: 1.5}
+  - {name: tags, role: multivalent, separator: ";"}
+  - {name: act, role: prior, dtype: float32}
+priors: {user: [user_id, act], item: [item_id], scenario: [scen]}
+labels: {click: c, conversion: v, raction: a}
+ignore: [truth]
+"""
+
+
+def _write(tmp_path, text, name="spec.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return str(p)
+
+
+def test_good_spec_loads_with_roles(tmp_path):
+    spec = load_spec(_write(tmp_path, GOOD))
+    assert spec.name == "tiny"
+    assert spec.scenario.name == "scen" and spec.num_scenarios == 2
+    assert spec.feature("user_id").encoding == "hash" and spec.feature("user_id").hash_buckets == 100
+    assert spec.feature("item_id").encoding == "vocab" and spec.feature("item_id").num_oov_buckets == 1
+    assert spec.feature("price").is_numeric and spec.feature("price").default == 1.5
+    assert spec.feature("act").is_numeric and not spec.feature("act").is_categorical
+    assert spec.feature("tags").is_multivalent and spec.feature("tags").separator == ";"
+    assert spec.label_columns == {"click": "c", "conversion": "v", "raction": "a"}
+    assert spec.priors["user"] == ("user_id", "act")
+
+
+def test_to_dict_round_trip(tmp_path):
+    spec = load_spec(_write(tmp_path, GOOD))
+    again = spec_from_dict(spec.to_dict(), source="roundtrip")
+    assert again.features == spec.features
+    assert again.labels == spec.labels and dict(again.priors) == dict(spec.priors)
+
+
+@pytest.mark.parametrize("name", ["synthetic", "aliccp", "aliexpress"])
+def test_shipped_specs_load(name):
+    spec = load_spec(builtin_spec_path(name))
+    assert spec.name == name
+    assert spec.labels.click and spec.labels.conversion
+
+
+def test_shipped_spec_names_match_files():
+    names = sorted(f[:-5] for f in os.listdir(SPEC_DIR) if f.endswith(".yaml"))
+    assert names == ["aliccp", "aliexpress", "synthetic"]
+
+
+@pytest.mark.parametrize("edit, key", [
+    (("role: scenario, values: [a, b]", "role: scenario"), "features[2] (scen).values"),
+    (("role: id}", "role: idd}"), "features[1] (item_id).role"),
+    (("hash_buckets: 100", "hash_buckets: 0"), "features[0] (user_id).hash_buckets"),
+    (("transform: log1p_zscore", "transform: sqrt"), "features[3] (price).transform"),
+    (("conversion: v, ", ""), "labels.conversion"),
+    (("item: [item_id]", "item: [nope]"), "priors.item"),
+    (("ignore: [truth]", "ignore: [c]"), "ignore"),
+    (("name: tiny", "name: tiny\ncolour: red"), "colour"),
+    (("separator: \";\"", "separator: \";;\""), "features[4] (tags).separator"),
+])
+def test_bad_spec_names_file_and_key(tmp_path, edit, key):
+    old, new = edit
+    text = textwrap.dedent(GOOD)
+    assert old in text
+    path = _write(tmp_path, text.replace(old, new))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    msg = str(err.value)
+    assert msg.startswith(path + ": "), msg
+    assert key in msg, msg
+
+
+def test_two_scenarios_rejected(tmp_path):
+    text = textwrap.dedent(GOOD).replace("role: id}", "role: scenario, values: [x]}")
+    with pytest.raises(SpecError, match="exactly one feature must have role 'scenario'"):
+        load_spec(_write(tmp_path, text))
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(_write(tmp_path, "name: [unclosed"))
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(str(tmp_path / "absent.yaml"))
+    with pytest.raises(SpecError, match="no built-in spec 'nope'"):
+        resolve_spec("nope")

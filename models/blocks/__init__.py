@@ -1,0 +1,1 @@
+"""Reusable Keras layers shared by every model of the zoo (one implementation each)."""

@@ -1,0 +1,70 @@
+r"""Entire-space composition heads: conditional edge probabilities -> probabilities over all impressions.
+
+Edges of the post-impression behaviour graph (AEM2TL.md section 6; ESMM, Ma et al. SIGIR 2018;
+ESM2, Wen et al. SIGIR 2020), each a sigmoid tower output computed for every impression:
+
+==============  ====  ==========================================
+edge            name  conditional probability
+==============  ====  ==========================================
+``click``       y1    P(click | impression)
+``conv_click``  y2    P(conv | click, no action)  (P(conv | click) when there is no action edge)
+``conv_unclick`` y3   P(conv | no click)           (view-through conversions)
+``action``      y4    P(action | click)            (optional)
+``conv_action`` y5    P(conv | click, action)      (optional, with ``action``)
+==============  ====  ==========================================
+
+Composition (with y4 = 0 when there is no action edge):
+
+.. math::
+
+   ctr = y_1, \quad cvr = y_2 (1 - y_4) + y_4 y_5, \quad ctcvr = ctr \cdot cvr, \quad
+   ctavr = y_1 y_4, \quad xcvr = ctcvr + (1 - y_1)\, y_3
+
+so ``ctcvr <= ctr`` and ``ctcvr <= xcvr`` hold by construction, and unclicked conversions are modelled.
+Outputs: ``ctr``, ``cvr``, ``ctcvr``, ``xcvr`` and, with an action edge, ``ctavr``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+import tf_keras as keras
+
+BASE_EDGES = ("click", "conv_click", "conv_unclick")
+ACTION_EDGES = ("action", "conv_action")
+
+
+@keras.utils.register_keras_serializable(package="msmt")
+class EntireSpaceHeads(keras.layers.Layer):
+    """Composes edge probabilities ``{edge: [batch, 1]}`` into entire-space head probabilities."""
+
+    def __init__(self, with_action: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.with_action = bool(with_action)
+
+    @property
+    def edges(self):
+        return BASE_EDGES + (ACTION_EDGES if self.with_action else ())
+
+    @property
+    def output_keys(self):
+        return ("ctr", "cvr", "ctcvr", "xcvr") + (("ctavr",) if self.with_action else ())
+
+    def call(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        y1, y2, y3 = (edge_probs[e] for e in BASE_EDGES)
+        if self.with_action:
+            y4, y5 = edge_probs["action"], edge_probs["conv_action"]
+            cvr = y2 * (1.0 - y4) + y4 * y5
+        else:
+            cvr = y2
+        ctcvr = y1 * cvr
+        out = {"ctr": y1, "cvr": cvr, "ctcvr": ctcvr, "xcvr": ctcvr + (1.0 - y1) * y3}
+        if self.with_action:
+            out["ctavr"] = y1 * y4
+        return out
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(with_action=self.with_action)
+        return cfg

@@ -1,0 +1,43 @@
+r"""SharedBottom with entire-space heads (Caruana, "Multitask Learning", Machine Learning 1997).
+
+One bottom MLP is shared by every task; each edge of the behaviour graph has its own tower:
+
+.. math::
+
+   h = \mathrm{MLP}_{shared}(\mathbf{x}), \qquad \mathrm{logit}_e = \mathrm{MLP}_e(h) \quad
+   e \in \{click, conv\_click, conv\_unclick[, action, conv\_action]\}
+
+and :class:`~models.blocks.heads.EntireSpaceHeads` composes ``ctr``, ``cvr``, ``ctcvr``, ``xcvr`` (and
+``ctavr``) from the edge probabilities, so every head is trained over all impressions (ESMM-style).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Tuple
+
+from models.base import MultiTaskRanker
+from models.blocks.mlp import MLP
+from models.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedBottomConfig(ModelConfig):
+    bottom_units: Tuple[int, ...] = (128, 64)
+
+
+class SharedBottom(MultiTaskRanker):
+    """Hard parameter sharing: shared bottom MLP + one tower per edge."""
+
+    config_class = SharedBottomConfig
+    reference = "Caruana, Multitask Learning, Machine Learning 28, 1997"
+
+    def build_layers(self) -> None:
+        c = self.config
+        self.bottom = MLP(c.bottom_units, dropout=c.dropout, l2=c.l2, name="shared_bottom")
+        self.towers = {e: MLP(c.tower_units, dropout=c.dropout, output_units=1, l2=c.l2, name=f"tower_{e}")
+                       for e in self.heads.edges}
+
+    def edge_logits(self, embedded, inputs, training=None):
+        h = self.bottom(self.embedding.concat(embedded), training=training)
+        return {e: tower(h, training=training) for e, tower in self.towers.items()}

@@ -1,0 +1,1 @@
+"""TFX pipeline construction, runners and the ``msmt`` command line. Wires every other package."""

@@ -1,0 +1,214 @@
+"""``msmt``: the command line of msmt-rank.
+
+Run inside the project runtime: ``bin/msmt ...`` (any host) or ``msmt ...`` once installed in it.
+Every subcommand has ``--help``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports TensorFlow
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+DESCRIPTION = """msmt-rank: multi-scenario multi-task ranking on TFX.
+
+Typical flow:
+  msmt generate-data --rows 200000 --output /tmp/logs
+  msmt run --data '/tmp/logs/span-*/impressions.csv' --spec synthetic --output /tmp/run
+"""
+
+
+def _progress(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------- generate-data
+def cmd_generate_data(args) -> int:
+    from features import synthetic
+
+    cfg = synthetic.GeneratorConfig(rows=args.rows, days=args.days, seed=args.seed, num_users=args.users,
+                                    num_items=args.items, drift=args.drift)
+    formats = ("csv", "tfrecord") if args.format == "both" else (args.format,)
+    _progress(f"generate-data: {cfg.rows} impressions, {len(cfg.scenarios)} scenarios, {cfg.days} daily spans, "
+              f"seed {cfg.seed} -> {args.output}")
+    result = synthetic.run(cfg, args.output, formats, progress=lambda m: _progress(f"  {m}"))
+    _print_generator_summary(result["summary"])
+    _progress(f"generate-data: generated in {result['generate_seconds']:.1f}s, "
+              f"total {result['total_seconds']:.1f}s")
+    with open(os.path.join(args.output, "generation_summary.json"), "w") as fh:
+        json.dump({k: v for k, v in result.items()}, fh, indent=2)
+    return 0
+
+
+def _print_generator_summary(summary) -> None:
+    print(f"  {'slice':12} {'rows':>9} {'share':>6} {'ctr':>6} {'act|clk':>7} {'cvr|clk':>7} {'cvr|noclk':>9} "
+          f"{'oracleAUC click/action/conv':>28}")
+    for name, r in summary.items():
+        print(f"  {name:12} {r['rows']:>9} {r['share']:6.3f} {r['ctr']:6.4f} {r['action_rate']:7.4f} "
+              f"{r['cvr']:7.4f} {r['unclicked_cvr']:9.5f} "
+              f"{r['oracle_auc_click']:9.4f}/{r['oracle_auc_action']:.4f}/{r['oracle_auc_conversion']:.4f}")
+
+
+# ---------------------------------------------------------------------------- run
+def _pipeline_config(args):
+    from models.config import load_yaml
+    from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+
+    model_config = load_yaml(args.model_config) if args.model_config else {}
+    train = load_yaml(args.train_config) if args.train_config else {}
+    for key in ("epochs", "batch_size", "learning_rate", "seed"):
+        v = getattr(args, key, None)
+        if v is not None:
+            train[key] = v
+    return PipelineConfig(data=args.data, spec=args.spec, output=args.output, model=args.model,
+                          model_config=model_config, train=train, min_auc=args.min_auc,
+                          beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
+                          enable_cache=not args.no_cache)
+
+
+def cmd_run(args) -> int:
+    from pipeline.run import run_pipeline
+
+    config = _pipeline_config(args)
+    result = run_pipeline(config, echo=_progress)
+    report_run(result)
+    return 0
+
+
+def report_run(result) -> None:
+    """Print where the model and evaluation are, and the AUC table (with oracle AUC on synthetic data)."""
+    from pipeline import results
+    from pipeline.eval_config import evaluated_heads
+
+    spec = result.config.load_spec()
+    print(f"\nevaluation:   {result.eval_uri}")
+    print(f"blessed:      {result.blessed}")
+    print(f"pushed model: {result.pushed_dir or 'not pushed (model not blessed)'}")
+    metrics = results.read_tfma_metrics(result.eval_uri)
+    oracle = results.oracle_aucs(spec, result.examples_uri) if result.examples_uri else {}
+    heads = evaluated_heads(spec, sorted({h for h, _ in metrics}))
+    print("\n" + results.format_table(metrics, oracle, heads))
+    summary = result.to_dict()
+    summary["metrics"] = {f"{h}/{s}": m for (h, s), m in metrics.items()}
+    summary["oracle_auc"] = {f"{h}/{s}": v for (h, s), v in oracle.items()}
+    path = os.path.join(result.config.output, "run_summary.json")
+    with open(path, "w") as fh:
+        json.dump(summary, fh, indent=2, default=str)
+    print(f"\nrun summary:  {path}")
+
+
+# ---------------------------------------------------------------------------- models
+def cmd_models(args) -> int:
+    from models.registry import describe_models
+
+    for name, outputs, ref in describe_models():
+        print(f"{name:16} outputs: {outputs}\n{'':16} reference: {ref}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo(args) -> int:
+    """generate-data + run on the synthetic spec."""
+    data_dir = os.path.join(args.output, "data")
+    t0 = time.time()
+    gen_args = argparse.Namespace(rows=args.rows, days=3, seed=args.seed, users=20_000, items=5_000, drift=0.05,
+                                  format="csv", output=data_dir)
+    cmd_generate_data(gen_args)
+    run_args = argparse.Namespace(
+        data=os.path.join(data_dir, "span-*", "impressions.csv"), spec="synthetic",
+        output=os.path.join(args.output, "run"), model="shared_bottom", model_config=None, train_config=None,
+        epochs=args.epochs, batch_size=None, learning_rate=None, seed=args.seed, min_auc=0.5, beam_arg=None,
+        no_cache=False)
+    cmd_run(run_args)
+    print(f"\ndemo finished in {time.time() - t0:.1f}s")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def _add_run_options(p) -> None:
+    p.add_argument("--data", required=True,
+                   help="file pattern of the impression logs (.csv, .tfrecord[.gz] or .parquet), "
+                        "e.g. '/logs/span-*/impressions.csv' (quote it)")
+    p.add_argument("--spec", required=True,
+                   help="feature spec YAML, or a built-in name: synthetic, aliccp, aliexpress")
+    p.add_argument("--output", required=True,
+                   help="run directory: pipeline_root/, metadata.sqlite, serving/<model>/<version>/, logs/")
+    p.add_argument("--model", default="shared_bottom", help="zoo model (see 'msmt models'); default shared_bottom")
+    p.add_argument("--model-config", help="YAML file with the model's config (keys of its dataclass)")
+    p.add_argument("--train-config", help="YAML file with TrainConfig keys (batch_size, epochs, learning_rate, ...)")
+    p.add_argument("--epochs", type=int, help="training epochs (overrides --train-config)")
+    p.add_argument("--batch-size", type=int, help="global batch size (overrides --train-config)")
+    p.add_argument("--learning-rate", type=float, help="Adam learning rate (overrides --train-config)")
+    p.add_argument("--seed", type=int, help="random seed (overrides --train-config)")
+    p.add_argument("--min-auc", type=float, default=0.5, help="blessing threshold on every head's AUC (0.5)")
+    p.add_argument("--beam-arg", action="append",
+                   help="Beam pipeline argument, repeatable (default: DirectRunner in_memory); e.g. "
+                        "--beam-arg=--runner=FlinkRunner")
+    p.add_argument("--no-cache", action="store_true", help="re-execute every component")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="msmt", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    g = sub.add_parser("generate-data", help="synthetic impression logs with ground-truth probabilities",
+                       description="Write synthetic multi-scenario impression logs, one directory per daily span "
+                                   "(span-<d>/impressions.csv|.tfrecord.gz), with the true label probabilities "
+                                   "in p_* columns. The generative model is documented in features/synthetic.py.")
+    g.add_argument("--output", required=True, help="output directory")
+    g.add_argument("--rows", type=int, default=200_000, help="impressions to generate (200000)")
+    g.add_argument("--days", type=int, default=3, help="daily spans (3)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    g.add_argument("--users", type=int, default=20_000, help="number of users (20000)")
+    g.add_argument("--items", type=int, default=5_000, help="number of items (5000)")
+    g.add_argument("--drift", type=float, default=0.05, help="day-to-day drift strength (0.05)")
+    g.add_argument("--format", choices=("csv", "tfrecord", "both"), default="csv", help="file format (csv)")
+    g.set_defaults(func=cmd_generate_data)
+
+    r = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner, SQLite MLMD)",
+                       description="ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> "
+                                   "Trainer -> Evaluator -> Pusher, with progress per component. Prints the "
+                                   "pushed model, the evaluation and AUC per head and scenario.")
+    _add_run_options(r)
+    r.set_defaults(func=cmd_run)
+
+    m = sub.add_parser("models", help="list the models of the zoo", description="List models, outputs, papers.")
+    m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("demo", help="generate synthetic logs and run the whole pipeline on them",
+                       description="generate-data + run on built-in synthetic data; prints AUC per head and "
+                                   "scenario beside the oracle (Bayes) AUC.")
+    d.add_argument("--output", required=True, help="demo directory (data/ and run/ inside)")
+    d.add_argument("--rows", type=int, default=200_000, help="impressions (200000)")
+    d.add_argument("--epochs", type=int, default=2, help="training epochs (2)")
+    d.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from features.spec import SpecError
+    from models.config import ConfigError
+    from pipeline.config import PipelineConfigError
+    from pipeline.run import PipelineRunError
+
+    try:
+        return args.func(args)
+    except (SpecError, ConfigError, PipelineConfigError, PipelineRunError, ValueError, FileNotFoundError) as e:
+        print(f"msmt {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Typed configuration of one pipeline run (``msmt run``), validated at load time."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from typing import Any, Dict, List, Tuple
+
+from features.spec import FeatureSpec, resolve_spec
+
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+FORMATS = ("csv", "tfrecord", "parquet")
+
+
+class PipelineConfigError(ValueError):
+    """A pipeline option is invalid; the message says which and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything ``create_pipeline`` needs.
+
+    Attributes:
+      data: file pattern of the impression logs, e.g. ``/data/logs/span-*/impressions.csv``.
+      spec: path of the feature spec YAML (or a built-in name: synthetic, aliccp, aliexpress).
+      output: run directory; holds ``pipeline_root/``, ``metadata.sqlite``, ``serving/`` and ``logs/``.
+      model: zoo model name; model_config: its config dict; train: ``TrainConfig`` dict.
+      pipeline_name: TFX pipeline name (also the MLMD context).
+      serving_model_name: directory name under ``output/serving``.
+      eval_fraction: hash-split share of the eval split (1/eval_fraction must be an integer ratio).
+      min_auc: blessing threshold on every evaluated head's overall AUC.
+      beam_args: Beam pipeline args (DirectRunner by default; Flink/Spark/Dataflow options pass through).
+      enable_cache: reuse unchanged component executions.
+    """
+
+    data: str
+    spec: str
+    output: str
+    model: str = "shared_bottom"
+    model_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    train: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    pipeline_name: str = "msmt"
+    serving_model_name: str = "msmt"
+    eval_fraction: float = 0.2
+    min_auc: float = 0.5
+    beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
+    enable_cache: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "output", os.path.abspath(self.output))
+        object.__setattr__(self, "beam_args", tuple(self.beam_args))
+
+    # ------------------------------------------------------------------ derived paths
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.output, "serving")
+
+    @property
+    def push_dir(self) -> str:
+        return os.path.join(self.serving_dir, self.serving_model_name)
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.output, "logs")
+
+    def load_spec(self) -> FeatureSpec:
+        return resolve_spec(self.spec)
+
+    @property
+    def data_format(self) -> str:
+        p = self.data.lower()
+        if p.endswith(".csv") or p.endswith(".csv*"):
+            return "csv"
+        if p.endswith(".parquet"):
+            return "parquet"
+        if ".tfrecord" in p or p.endswith(".gz"):
+            return "tfrecord"
+        raise PipelineConfigError(f"--data {self.data}: cannot tell the format from the file name; "
+                                  f"use a pattern ending in .csv, .parquet or .tfrecord[.gz]")
+
+    def split_data_pattern(self) -> Tuple[str, str]:
+        """(input_base, relative pattern) for ExampleGen: the base is the longest glob-free directory."""
+        parts = os.path.abspath(self.data).split(os.sep)
+        base = []
+        for part in parts[:-1]:
+            if any(ch in part for ch in "*?[{"):
+                break
+            base.append(part)
+        input_base = os.sep.join(base) or os.sep
+        return input_base, os.path.relpath(os.path.abspath(self.data), input_base)
+
+    def validate(self) -> None:
+        self.data_format  # noqa: B018 - raises on an unknown format
+        if not glob.glob(os.path.abspath(self.data)):
+            raise PipelineConfigError(f"--data {self.data}: no file matches this pattern")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise PipelineConfigError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        self.load_spec()
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["beam_args"] = list(self.beam_args)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "PipelineConfig":
+        return cls(**d)
+
+
+def hash_buckets(eval_fraction: float) -> List[int]:
+    """Train/eval hash buckets for ExampleGen's output split (e.g. 0.2 -> [4, 1])."""
+    eval_b = 1
+    total = max(2, round(1.0 / eval_fraction))
+    return [total - eval_b, eval_b]
+
+

@@ -1,0 +1,40 @@
+"""Runs the pipeline with TFX's LocalDagRunner (SQLite MLMD). Meant to run in a child process.
+
+``python -m pipeline.local_runner CONFIG.json`` builds the pipeline from a ``PipelineConfig`` dict and runs it.
+A process that ran ``tft_beam`` may crash at interpreter exit after its work is done, so the ``msmt run``
+parent (``pipeline.run``) starts this in a child, then judges success from MLMD and the run's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m pipeline.local_runner CONFIG.json", file=sys.stderr)
+        return 2
+    from absl import logging as absl_logging
+    from tfx import v1 as tfx
+
+    from pipeline.config import PipelineConfig
+    from pipeline.pipeline import create_pipeline
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    with open(argv[0]) as fh:
+        config = PipelineConfig.from_dict(json.load(fh))
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown, where a process that ran tft_beam may segfault after finishing.
+    os._exit(code)

@@ -1,0 +1,72 @@
+"""Reads a local run's ML Metadata (SQLite): executions per component and their output artifacts."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
+DONE_STATES = ("COMPLETE", "CACHED")
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    component: str
+    state: str
+    execution_id: int
+    outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+
+
+def open_store(sqlite_path: str) -> metadata_store.MetadataStore:
+    cfg = metadata_store_pb2.ConnectionConfig()
+    cfg.sqlite.filename_uri = sqlite_path
+    cfg.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(cfg)
+
+
+def latest_run(store, pipeline_name: str) -> Dict[str, ComponentRun]:
+    """Component id -> its execution in the pipeline's most recent run."""
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if not runs or pipeline_ctx is None:
+        return {}
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    run_exec_ids = {e.id for e in store.get_executions_by_context(run.id)}
+    out: Dict[str, ComponentRun] = {}
+    prefix = pipeline_name + "."
+    for node in store.get_contexts_by_type("node"):
+        if not node.name.startswith(prefix):
+            continue
+        component = node.name[len(prefix):]
+        execs = [e for e in store.get_executions_by_context(node.id) if e.id in run_exec_ids]
+        if not execs:
+            continue
+        ex = max(execs, key=lambda e: e.id)
+        out[component] = ComponentRun(component, STATE_NAMES.get(ex.last_known_state, "UNKNOWN"), ex.id,
+                                      _outputs(store, ex.id))
+    return out
+
+
+def _outputs(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    events = store.get_events_by_execution_ids([execution_id])
+    by_key: Dict[str, List[int]] = {}
+    for ev in events:
+        if ev.type not in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
+            continue
+        key = ev.path.steps[0].key if ev.path.steps else "output"
+        by_key.setdefault(key, []).append(ev.artifact_id)
+    out = {}
+    for key, ids in by_key.items():
+        out[key] = list(store.get_artifacts_by_id(ids))
+    return out
+
+
+def custom_property(artifact, name: str) -> Optional[object]:
+    if name not in artifact.custom_properties:
+        return None
+    v = artifact.custom_properties[name]
+    which = v.WhichOneof("value")
+    return getattr(v, which) if which else None
