@@ -1,0 +1,39 @@
+"""Small fixed inputs for model unit tests: InputDims and a batch of transformed features with labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features.dims import InputDims, SparseInput
+from features.labels import label_key
+from features.preprocessing import MULTIVALENT_MAX_VALUES
+
+
+def tiny_dims(with_prior: bool = True) -> InputDims:
+    sparse = [SparseInput("user_id", 50), SparseInput("item_id", 40), SparseInput("scenario", 4),
+              SparseInput("tags", 10, multivalent=True)]
+    return InputDims(sparse=tuple(sparse), dense=("price", "activity") if with_prior else ("price",),
+                     scenario="scenario", num_scenarios=3,
+                     priors={"user": ("user_id", "activity"), "item": ("item_id",), "scenario": ("scenario",)},
+                     prior_only=("activity",) if with_prior else ())
+
+
+def tiny_batch(n: int = 64, seed: int = 0, with_action: bool = True):
+    """Transformed features with learnable labels (click depends on item parity and price)."""
+    rng = np.random.default_rng(seed)
+    item = rng.integers(0, 40, n)
+    price = rng.standard_normal(n).astype(np.float32)
+    click = ((item % 2 == 0) ^ (price > 1.0)).astype(np.float32)
+    conv = (click * (item % 4 == 0)).astype(np.float32)
+    action = (click * (price > 0)).astype(np.float32)
+    tags = rng.integers(-1, 10, (n, MULTIVALENT_MAX_VALUES)).astype(np.int64)
+    batch = {
+        "user_id": rng.integers(0, 50, n).astype(np.int64), "item_id": item.astype(np.int64),
+        "scenario": rng.integers(0, 4, n).astype(np.int64), "tags": tags, "price": price,
+        "activity": rng.standard_normal(n).astype(np.float32),
+        label_key("click"): click, label_key("conversion"): conv, label_key("ctcvr"): click * conv,
+    }
+    if with_action:
+        batch[label_key("raction")] = action
+        batch[label_key("ctavr")] = click * action
+    return batch

@@ -1,0 +1,44 @@
+"""Test helpers: run TensorFlow/Beam work in a child process and read its JSON result.
+
+A process that ran ``tft_beam`` may crash at interpreter exit after finishing; children therefore write
+their result to a file and the test judges that file, keeping pytest's own exit code clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any, List, Optional
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def run_python(code: str, result_path: str, args: Optional[List[str]] = None, timeout: int = 900) -> Any:
+    """Run ``code`` in a fresh interpreter with ``sys.argv[1] == result_path``; return the JSON it wrote."""
+    if os.path.exists(result_path):
+        os.remove(result_path)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), result_path] + list(args or []),
+                          cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    if not os.path.exists(result_path):
+        raise AssertionError(f"child exited with {proc.returncode} and wrote no result\n"
+                             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-6000:]}")
+    with open(result_path) as fh:
+        return json.load(fh)
+
+
+def run_cli(args: List[str], timeout: int = 1500) -> subprocess.CompletedProcess:
+    """Run ``python -m pipeline.cli ARGS`` and return the completed process (output captured)."""
+    return subprocess.run([sys.executable, "-m", "pipeline.cli"] + args, cwd=REPO_ROOT, env=child_env(),
+                          capture_output=True, text=True, timeout=timeout)
