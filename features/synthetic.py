@@ -323,7 +323,7 @@ def _write_tfrecord(cols: Dict[str, np.ndarray], idx: np.ndarray, path: str) -> 
         arrays.append(arr)
         names.append(k)
     batch = pa.RecordBatch.from_arrays(arrays, names)
-    encoder = example_coder.RecordBatchToExamplesEncoder(batch.schema)
+    encoder = example_coder.RecordBatchToExamplesEncoder()
     with tf.io.TFRecordWriter(path, options="GZIP") as w:
         for start in range(0, batch.num_rows, 50_000):
             for rec in encoder.encode(batch.slice(start, 50_000)):

@@ -92,3 +92,20 @@ def test_bad_config_rejected():
         synthetic.GeneratorConfig(scenarios=(synthetic.ScenarioConfig("a", 0.5, ctr=0.1),))
     with pytest.raises(ValueError, match="rows must be >= 1"):
         synthetic.GeneratorConfig(rows=0)
+
+
+def test_write_spans_tfrecord_round_trip(tmp_path):
+    import tensorflow as tf
+
+    cfg = synthetic.GeneratorConfig(rows=600, seed=2, num_users=50, num_items=40, missing_price_rate=0.2)
+    cols = synthetic.generate(cfg)
+    files = synthetic.write_spans(cols, str(tmp_path), ("tfrecord",))
+    examples = [tf.train.Example.FromString(r.numpy())
+                for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    assert len(examples) == 600
+    first = examples[0].features.feature
+    order = np.argsort(cols["span"], kind="stable")
+    assert first["user_id"].bytes_list.value[0].decode() == cols["user_id"][order[0]]
+    assert first["click"].int64_list.value[0] == cols["click"][order[0]]
+    missing = sum(1 for e in examples if len(e.features.feature["item_price"].float_list.value) == 0)
+    assert missing == int(np.isnan(cols["item_price"]).sum()) > 0  # NaN -> absent feature
