@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scenario beside the oracle (Bayes) AUC.")
     d.add_argument("--output", required=True, help="demo directory (data/ and run/ inside)")
     d.add_argument("--rows", type=int, default=200_000, help="impressions (200000)")
-    d.add_argument("--epochs", type=int, default=2, help="training epochs (2)")
+    d.add_argument("--epochs", type=int, default=1, help="training epochs (1; more overfits the id embeddings)")
     d.add_argument("--seed", type=int, default=0, help="random seed (0)")
     d.set_defaults(func=cmd_demo)
     return parser
