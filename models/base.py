@@ -10,22 +10,26 @@ mixed precision keeps outputs float32), composes the heads, and trains every sup
    L = \sum_{h \in H} w_h \, \mathrm{BCE}(p_h, y_h), \qquad
    \mathrm{BCE}(p, y) = -\frac{1}{B} \sum_b \big[y_b \log p_b + (1 - y_b) \log(1 - p_b)\big]
 
+where the weights :math:`w_h` come from the run's loss-weighting strategy (``models.losses.weighting``:
+fixed, uncertainty, GradNorm or DWA); a model may add auxiliary losses (``auxiliary_loss``).
 ``call`` returns ``{head: [batch, 1]}`` probabilities; labels are read from the ``label_*`` features of the
 transformed examples (``features.labels``).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
+from tensorflow.python.trackable.data_structures import NoDependency
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from features.labels import HEAD_TARGETS, label_key
 from models.blocks.embedding import FeatureEmbedding
 from models.blocks.heads import EntireSpaceHeads
-from models.config import ModelConfig, to_dict
+from models.config import ModelConfig, parse_config, to_dict
+from models.losses.weighting import WeightingConfig, make_weighting
 
 
 class MultiTaskRanker(tfrs.models.Model):
@@ -36,29 +40,36 @@ class MultiTaskRanker(tfrs.models.Model):
       config: the model's dataclass config (or its dict form).
       with_action: whether the data has a related-action label (adds the action edges and ``ctavr``).
       supervised_heads: heads that get a loss (default: ctr, ctcvr, xcvr, plus ctavr with an action label).
-      loss_weights: fixed weight per supervised head (default 1.0).
+      weighting: ``WeightingConfig`` (or its dict): how the supervised heads' losses are combined.
     """
 
     config_class = ModelConfig
+    supports_action = True  # whether the model has the action edges when the data has an action label
+    has_unclick_edge = True  # whether the model has the view-through conversion edge (conv_unclick)
+    default_supervised = ("ctr", "ctcvr", "xcvr", "ctavr")
 
     def __init__(self, input_dims: Dict, config=None, with_action: bool = False,
                  supervised_heads: Optional[Sequence[str]] = None,
-                 loss_weights: Optional[Dict[str, float]] = None, **kwargs):
+                 weighting=None, **kwargs):
         super().__init__(**kwargs)
         if config is None or isinstance(config, dict):
-            from models.config import parse_config
             config = parse_config(self.config_class, config, source=type(self).__name__)
+        if weighting is None or isinstance(weighting, dict):
+            weighting = parse_config(WeightingConfig, weighting, source=f"{type(self).__name__} weighting")
         self.input_dims = input_dims
         self.config = config
         self.with_action = bool(with_action)
-        self.heads = EntireSpaceHeads(with_action=self.with_action, name="heads")
-        default_heads = ("ctr", "ctcvr", "xcvr") + (("ctavr",) if self.with_action else ())
+        self.heads = EntireSpaceHeads(with_action=self.with_action and self.supports_action,
+                                      with_unclick=self.has_unclick_edge, name="heads")
+        default_heads = tuple(h for h in self.default_supervised if h in self.output_keys)
         self.supervised_heads = tuple(supervised_heads or default_heads)
-        unknown = [h for h in self.supervised_heads if h not in self.heads.output_keys]
+        unknown = [h for h in self.supervised_heads if h not in self.output_keys]
         if unknown:
             raise ValueError(f"{type(self).__name__}: supervised heads {unknown} are not outputs "
-                             f"{self.heads.output_keys}")
-        self.loss_weights = {h: float((loss_weights or {}).get(h, 1.0)) for h in self.supervised_heads}
+                             f"{self.output_keys}")
+        self.weighting_config = weighting
+        # Training-only state, kept out of the SavedModel (serving does not need it).
+        self._weighting = NoDependency(make_weighting(self.supervised_heads, weighting))
         self.embedding = FeatureEmbedding(input_dims, config.embedding_dim, config.l2, name="embedding")
         self.tasks = {
             h: tfrs.tasks.Ranking(
@@ -78,20 +89,67 @@ class MultiTaskRanker(tfrs.models.Model):
         """Return ``{edge: logit [batch, 1]}`` for every edge in ``self.heads.edges``."""
         raise NotImplementedError
 
+    def compose(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """Edge probabilities -> head outputs (entire-space composition by default)."""
+        return self.heads(edge_probs)
+
+    def auxiliary_loss(self, inputs, outputs, training=None) -> tf.Tensor:
+        """Extra loss terms of the model (e.g. a calibrator); 0 by default."""
+        return tf.constant(0.0)
+
+    def shared_layer_variables(self) -> List[tf.Variable]:
+        """The shared layer W on which GradNorm balances gradient norms."""
+        raise NotImplementedError(f"{type(self).__name__} does not name a shared layer for GradNorm")
+
     # ----------------------------------------------------------------- keras API
     def call(self, inputs: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
         embedded = self.embedding(inputs)
         logits = self.edge_logits(embedded, inputs, training=training)
-        probs = {e: tf.sigmoid(tf.cast(logits[e], tf.float32)) for e in self.heads.edges}
-        return self.heads(probs)
+        probs = {e: tf.sigmoid(tf.cast(logits[e], tf.float32)) for e in logits}
+        return self.compose(probs)
+
+    def head_losses(self, inputs, outputs) -> Dict[str, tf.Tensor]:
+        """Batch-mean BCE of every supervised head (updates the tasks' AUC metrics)."""
+        losses = {}
+        for h in self.supervised_heads:
+            labels = tf.reshape(tf.cast(inputs[label_key(HEAD_TARGETS[h])], tf.float32), [-1, 1])
+            losses[h] = self.tasks[h](labels=labels, predictions=tf.cast(outputs[h], tf.float32))
+        return losses
 
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
         outputs = self(inputs, training=training)
-        loss = tf.constant(0.0)
-        for h in self.supervised_heads:
-            labels = tf.reshape(tf.cast(inputs[label_key(HEAD_TARGETS[h])], tf.float32), [-1, 1])
-            loss += self.loss_weights[h] * self.tasks[h](labels=labels, predictions=outputs[h])
-        return loss
+        losses = self.head_losses(inputs, outputs)
+        return self._weighting.combine(losses) + self.auxiliary_loss(inputs, outputs, training=training)
+
+    def train_step(self, inputs):
+        weighting = self._weighting
+        shared = self.shared_layer_variables() if weighting.needs_shared_gradients else []
+        with tf.GradientTape(persistent=bool(shared)) as tape:
+            outputs = self(inputs, training=True)
+            losses = self.head_losses(inputs, outputs)
+            loss = weighting.combine(losses) + self.auxiliary_loss(inputs, outputs, training=True)
+            regularization_loss = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+            total_loss = loss + regularization_loss
+        variables = list(self.trainable_variables) + list(weighting.trainable)
+        grads = tape.gradient(total_loss, variables)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(grads, variables) if g is not None])
+        shared_grads = None
+        if shared:
+            shared_grads = []
+            for h in self.supervised_heads:
+                gs = tape.gradient(losses[h], shared)
+                shared_grads.append(tf.concat([tf.reshape(g, [-1]) for g in gs if g is not None], axis=0))
+            del tape
+        weighting.after_step(losses, shared_grads)
+        metrics = {m.name: m.result() for m in self.metrics}
+        metrics.update(loss=loss, regularization_loss=regularization_loss, total_loss=total_loss)
+        metrics.update(weighting.report(losses))
+        return metrics
+
+    @property
+    def weighting(self):
+        return self._weighting
 
     @property
     def output_keys(self):
@@ -99,8 +157,24 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def get_config(self):
         return {"input_dims": self.input_dims, "config": to_dict(self.config), "with_action": self.with_action,
-                "supervised_heads": list(self.supervised_heads), "loss_weights": dict(self.loss_weights)}
+                "supervised_heads": list(self.supervised_heads), "weighting": to_dict(self.weighting_config)}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+class EdgeTowersRanker(MultiTaskRanker):
+    """Towers per edge directly on the shared embedding (ESMM, ESM2): only the embedding is shared."""
+
+    def build_layers(self) -> None:
+        from models.blocks.towers import EdgeTowers
+
+        c = self.config
+        self.towers = EdgeTowers(self.heads.edges, c.tower_units, c.dropout, c.l2, name="towers")
+
+    def edge_logits(self, embedded, inputs, training=None):
+        return self.towers(self.embedding.concat(embedded), training=training)
+
+    def shared_layer_variables(self):
+        return self.embedding.trainable_variables

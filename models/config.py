@@ -47,7 +47,8 @@ class TrainConfig:
       batch_size: global batch size (split across replicas under a distribution strategy).
       epochs: passes over the training split (ignored when the TFX TrainArgs give num_steps).
       learning_rate: Adam learning rate.
-      loss_weights: fixed weight per supervised head (default 1.0 each).
+      weighting: loss-weighting strategy, ``models.losses.weighting.WeightingConfig`` keys
+        (``strategy``: fixed | uncertainty | gradnorm | dwa, ``weights``, ``alpha``, ...).
       seed: seeds TF, NumPy and Python for reproducible runs.
       distribution: ``auto`` (MirroredStrategy when >1 GPU, else the default device), ``mirrored``,
         ``multi_worker`` (from TF_CONFIG) or ``default``.
@@ -58,7 +59,7 @@ class TrainConfig:
     batch_size: int = 1024
     epochs: int = 1
     learning_rate: float = 0.002
-    loss_weights: Dict[str, float] = dataclasses.field(default_factory=dict)
+    weighting: Dict[str, Any] = dataclasses.field(default_factory=dict)
     seed: int = 42
     distribution: str = "auto"
     mixed_precision: bool = False

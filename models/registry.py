@@ -6,10 +6,21 @@ from typing import Dict, Optional, Type
 
 from models.base import MultiTaskRanker
 from models.config import ConfigError, parse_config
+from models.losses.weighting import WeightingConfig
+from models.aem2tl import AEM2TL
+from models.esm2 import ESM2
+from models.esmm import ESMM
+from models.mmoe import MMoE
+from models.ple import PLE
 from models.shared_bottom import SharedBottom
 
 MODELS: Dict[str, Type[MultiTaskRanker]] = {
     "shared_bottom": SharedBottom,
+    "mmoe": MMoE,
+    "ple": PLE,
+    "esmm": ESMM,
+    "esm2": ESM2,
+    "aem2tl": AEM2TL,
 }
 
 
@@ -21,16 +32,20 @@ def model_class(name: str) -> Type[MultiTaskRanker]:
 
 
 def build_model(name: str, input_dims: Dict, config: Optional[Dict] = None, with_action: bool = False,
-                loss_weights: Optional[Dict[str, float]] = None, source: str = "model config") -> MultiTaskRanker:
+                weighting: Optional[Dict] = None, source: str = "model config") -> MultiTaskRanker:
     """Validate ``config`` against the model's dataclass and build the model."""
     cls = model_class(name)
     cfg = parse_config(cls.config_class, config, source=f"{source} ({name})")
-    return cls(input_dims=input_dims, config=cfg, with_action=with_action, loss_weights=loss_weights)
+    wcfg = parse_config(WeightingConfig, weighting, source=f"{source} (weighting)")
+    return cls(input_dims=input_dims, config=cfg, with_action=with_action, weighting=wcfg)
 
 
 def describe_models():
     """(name, outputs, reference) rows for ``msmt models``."""
     rows = []
-    for name, cls in sorted(MODELS.items()):
-        rows.append((name, "ctr, cvr, ctcvr, xcvr (+ ctavr with an action label)", cls.reference))
+    for name, cls in MODELS.items():
+        outputs = "ctr, cvr, ctcvr, xcvr" + (" (+ ctavr with an action label)" if cls.supports_action else "")
+        if not cls.has_unclick_edge:
+            outputs += "; no view-through path: xcvr = ctcvr"
+        rows.append((name, outputs, cls.reference))
     return rows

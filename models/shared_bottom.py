@@ -18,6 +18,7 @@ from typing import Tuple
 
 from models.base import MultiTaskRanker
 from models.blocks.mlp import MLP
+from models.blocks.towers import EdgeTowers
 from models.config import ModelConfig
 
 
@@ -35,9 +36,11 @@ class SharedBottom(MultiTaskRanker):
     def build_layers(self) -> None:
         c = self.config
         self.bottom = MLP(c.bottom_units, dropout=c.dropout, l2=c.l2, name="shared_bottom")
-        self.towers = {e: MLP(c.tower_units, dropout=c.dropout, output_units=1, l2=c.l2, name=f"tower_{e}")
-                       for e in self.heads.edges}
+        self.towers = EdgeTowers(self.heads.edges, c.tower_units, c.dropout, c.l2, name="towers")
 
     def edge_logits(self, embedded, inputs, training=None):
         h = self.bottom(self.embedding.concat(embedded), training=training)
-        return {e: tower(h, training=training) for e, tower in self.towers.items()}
+        return self.towers(h, training=training)
+
+    def shared_layer_variables(self):
+        return self.bottom.hidden[-1].trainable_variables

@@ -57,7 +57,7 @@ def run_fn(fn_args) -> None:
     strategy = choose_strategy(train_cfg.distribution)
     with strategy.scope():
         model = build_model(cc.get("model", "shared_bottom"), dims.to_dict(), cc.get("model_config"),
-                            with_action=bool(spec.labels.raction), loss_weights=train_cfg.loss_weights)
+                            with_action=bool(spec.labels.raction), weighting=train_cfg.weighting)
         model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate))
 
     log_dir = fn_args.model_run_dir

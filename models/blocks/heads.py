@@ -21,7 +21,8 @@ Composition (with y4 = 0 when there is no action edge):
    ctavr = y_1 y_4, \quad xcvr = ctcvr + (1 - y_1)\, y_3
 
 so ``ctcvr <= ctr`` and ``ctcvr <= xcvr`` hold by construction, and unclicked conversions are modelled.
-Outputs: ``ctr``, ``cvr``, ``ctcvr``, ``xcvr`` and, with an action edge, ``ctavr``.
+Outputs: ``ctr``, ``cvr``, ``ctcvr``, ``xcvr`` and, with an action edge, ``ctavr``. A model without the
+``conv_unclick`` edge (``with_unclick=False``, e.g. ESMM) has :math:`y_3 \equiv 0`, so ``xcvr = ctcvr``.
 """
 
 from __future__ import annotations
@@ -39,20 +40,23 @@ ACTION_EDGES = ("action", "conv_action")
 class EntireSpaceHeads(keras.layers.Layer):
     """Composes edge probabilities ``{edge: [batch, 1]}`` into entire-space head probabilities."""
 
-    def __init__(self, with_action: bool = False, **kwargs):
+    def __init__(self, with_action: bool = False, with_unclick: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.with_action = bool(with_action)
+        self.with_unclick = bool(with_unclick)
 
     @property
     def edges(self):
-        return BASE_EDGES + (ACTION_EDGES if self.with_action else ())
+        base = BASE_EDGES if self.with_unclick else tuple(e for e in BASE_EDGES if e != "conv_unclick")
+        return base + (ACTION_EDGES if self.with_action else ())
 
     @property
     def output_keys(self):
         return ("ctr", "cvr", "ctcvr", "xcvr") + (("ctavr",) if self.with_action else ())
 
     def call(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        y1, y2, y3 = (edge_probs[e] for e in BASE_EDGES)
+        y1, y2 = edge_probs["click"], edge_probs["conv_click"]
+        y3 = edge_probs["conv_unclick"] if self.with_unclick else tf.zeros_like(y1)
         if self.with_action:
             y4, y5 = edge_probs["action"], edge_probs["conv_action"]
             cvr = y2 * (1.0 - y4) + y4 * y5
@@ -66,5 +70,5 @@ class EntireSpaceHeads(keras.layers.Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(with_action=self.with_action)
+        cfg.update(with_action=self.with_action, with_unclick=self.with_unclick)
         return cfg
