@@ -83,6 +83,7 @@ def test_savedmodel_round_trip(name, tmp_path):
 
     model.predict_features = predict
     model.save(str(tmp_path / "sm"), save_format="tf")
-    got = tf.saved_model.load(str(tmp_path / "sm")).predict_features(batch)
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))  # keep a reference: it owns the variables
+    got = loaded.predict_features(batch)
     for k, v in expected.items():
         np.testing.assert_allclose(got[k].numpy(), v, rtol=1e-5, atol=1e-6)
