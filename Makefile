@@ -31,3 +31,9 @@ lock: runtime
 
 clean-demo:
 	rm -rf "$(DEMO_DIR)"
+
+# Quality benchmark (not part of `make test`): every model x 3 seeds, >= 1M impressions, later span as test.
+BENCH_ARGS ?=
+.PHONY: bench-quality
+bench-quality: runtime
+	$(PY) bench/quality.py $(BENCH_ARGS)

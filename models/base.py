@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
-from tensorflow.python.trackable.data_structures import NoDependency
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
@@ -47,6 +46,7 @@ class MultiTaskRanker(tfrs.models.Model):
     supports_action = True  # whether the model has the action edges when the data has an action label
     has_unclick_edge = True  # whether the model has the view-through conversion edge (conv_unclick)
     default_supervised = ("ctr", "ctcvr", "xcvr", "ctavr")
+    declared_outputs = ("ctr", "cvr", "ctcvr", "xcvr")  # for `msmt models`; ctavr is added with an action label
 
     def __init__(self, input_dims: Dict, config=None, with_action: bool = False,
                  supervised_heads: Optional[Sequence[str]] = None,
@@ -60,7 +60,7 @@ class MultiTaskRanker(tfrs.models.Model):
         self.config = config
         self.with_action = bool(with_action)
         self.heads = EntireSpaceHeads(with_action=self.with_action and self.supports_action,
-                                      with_unclick=self.has_unclick_edge, name="heads")
+                                      with_unclick=self.has_unclick_edge, name="heads", dtype="float32")
         default_heads = tuple(h for h in self.default_supervised if h in self.output_keys)
         self.supervised_heads = tuple(supervised_heads or default_heads)
         unknown = [h for h in self.supervised_heads if h not in self.output_keys]
@@ -68,8 +68,8 @@ class MultiTaskRanker(tfrs.models.Model):
             raise ValueError(f"{type(self).__name__}: supervised heads {unknown} are not outputs "
                              f"{self.output_keys}")
         self.weighting_config = weighting
-        # Training-only state, kept out of the SavedModel (serving does not need it).
-        self._weighting = NoDependency(make_weighting(self.supervised_heads, weighting))
+        # Training-only state (Keras tracks it, so it is saved too; serving does not use it).
+        self._weighting = make_weighting(self.supervised_heads, weighting)
         self.embedding = FeatureEmbedding(input_dims, config.embedding_dim, config.l2, name="embedding")
         self.tasks = {
             h: tfrs.tasks.Ranking(
@@ -123,19 +123,28 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def train_step(self, inputs):
         weighting = self._weighting
-        shared = self.shared_layer_variables() if weighting.needs_shared_gradients else []
-        with tf.GradientTape(persistent=bool(shared)) as tape:
+        with tf.GradientTape(persistent=weighting.needs_shared_gradients) as tape:
             outputs = self(inputs, training=True)
             losses = self.head_losses(inputs, outputs)
             loss = weighting.combine(losses) + self.auxiliary_loss(inputs, outputs, training=True)
             regularization_loss = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
             total_loss = loss + regularization_loss
-        variables = list(self.trainable_variables) + list(weighting.trainable)
-        grads = tape.gradient(total_loss, variables)
+            scaled = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+            objective = self.optimizer.get_scaled_loss(total_loss) if scaled else total_loss
+        # Keras tracks the weighting's variables too: de-duplicate, and leave GradNorm's w to its own update.
+        seen, variables = set(), []
+        for v in list(self.trainable_variables) + list(weighting.trainable):
+            if v.ref() not in seen and v.ref() not in weighting.internal_refs:
+                seen.add(v.ref())
+                variables.append(v)
+        grads = tape.gradient(objective, variables)
+        if scaled:
+            grads = self.optimizer.get_unscaled_gradients(grads)
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, variables) if g is not None])
         shared_grads = None
-        if shared:
+        shared = self.shared_layer_variables() if weighting.needs_shared_gradients else []  # built by now
+        if weighting.needs_shared_gradients:
             shared_grads = []
             for h in self.supervised_heads:
                 gs = tape.gradient(losses[h], shared)

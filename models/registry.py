@@ -8,11 +8,15 @@ from models.base import MultiTaskRanker
 from models.config import ConfigError, parse_config
 from models.losses.weighting import WeightingConfig
 from models.aem2tl import AEM2TL
+from models.aitm import AITM
+from models.ektm import EKTM
 from models.esm2 import ESM2
 from models.esmm import ESMM
 from models.mmoe import MMoE
+from models.pepnet import PEPNet
 from models.ple import PLE
 from models.shared_bottom import SharedBottom
+from models.star import STAR
 
 MODELS: Dict[str, Type[MultiTaskRanker]] = {
     "shared_bottom": SharedBottom,
@@ -20,7 +24,11 @@ MODELS: Dict[str, Type[MultiTaskRanker]] = {
     "ple": PLE,
     "esmm": ESMM,
     "esm2": ESM2,
+    "star": STAR,
+    "pepnet": PEPNet,
+    "aitm": AITM,
     "aem2tl": AEM2TL,
+    "ektm": EKTM,
 }
 
 
@@ -44,7 +52,9 @@ def describe_models():
     """(name, outputs, reference) rows for ``msmt models``."""
     rows = []
     for name, cls in MODELS.items():
-        outputs = "ctr, cvr, ctcvr, xcvr" + (" (+ ctavr with an action label)" if cls.supports_action else "")
+        outputs = ", ".join(cls.declared_outputs)
+        if cls.supports_action:
+            outputs += " (+ ctavr with an action label)"
         if not cls.has_unclick_edge:
             outputs += "; no view-through path: xcvr = ctcvr"
         rows.append((name, outputs, cls.reference))

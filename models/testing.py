@@ -14,7 +14,8 @@ def tiny_dims(with_prior: bool = True) -> InputDims:
               SparseInput("tags", 10, multivalent=True)]
     return InputDims(sparse=tuple(sparse), dense=("price", "activity") if with_prior else ("price",),
                      scenario="scenario", num_scenarios=3,
-                     priors={"user": ("user_id", "activity"), "item": ("item_id",), "scenario": ("scenario",)},
+                     priors={"user": ("user_id", "activity") if with_prior else ("user_id",), "item": ("item_id",),
+                             "scenario": ("scenario",)},
                      prior_only=("activity",) if with_prior else ())
 
 

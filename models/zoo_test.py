@@ -17,6 +17,8 @@ SMALL = {
     "aem2tl": {"scenario_expert_units": [16], "task_expert_units": [16], "scenario_shared_experts": 2},
     "star": {"star_units": [16]},
     "pepnet": {},
+    "aitm": {},
+    "ektm": {"expert_units": [16], "key_dim": 8, "transmitter_units": [8]},
 }
 
 

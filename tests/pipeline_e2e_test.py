@@ -43,20 +43,6 @@ def _serve(tmp_path, model_dir, examples_uri):
                       [model_dir, os.path.join(examples_uri, "Split-eval", "*")])
 
 
-@pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    data = root / "data"
-    gen = run_cli(["generate-data", "--rows", "8000", "--users", "400", "--items", "200", "--seed", "5",
-                   "--output", str(data)])
-    assert gen.returncode == 0, gen.stderr[-3000:]
-    out = root / "run"
-    proc = run_cli(["run", "--data", str(data / "span-*" / "impressions.csv"), "--spec", "synthetic",
-                    "--output", str(out), "--epochs", "4", "--batch-size", "256"])
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return root, out, proc.stdout
-
-
 def test_every_component_executed_in_mlmd(synthetic_run):
     _, out, _ = synthetic_run
     _, runs = _pipeline_states(str(out))
@@ -115,3 +101,26 @@ def test_aliccp_sample_pipeline(tmp_path):
     assert res["n"] > 0
     for values in res["outputs"].values():
         assert all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, tmp_path):
+    root, out, _ = synthetic_run
+    cfg = tmp_path / "aem2tl.yaml"
+    cfg.write_text("embedding_dim: 8\nscenario_expert_units: [32]\ntask_expert_units: [16]\ntower_units: [16]\n")
+    train = tmp_path / "train.yaml"
+    train.write_text("weighting: {strategy: gradnorm, alpha: 1.5}\n")
+    proc = run_cli(["run", "--data", str(root / "data" / "span-*" / "impressions.csv"), "--spec", "synthetic",
+                    "--output", str(out), "--model", "aem2tl", "--model-config", str(cfg), "--train-config",
+                    str(train), "--epochs", "2", "--batch-size", "256"])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    _, runs = _pipeline_states(str(out))
+    states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
+    upstream = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform")
+    assert all(states[c] == "CACHED" for c in upstream), states
+    assert all(states[c] == "COMPLETE" for c in ("Trainer", "Evaluator", "Pusher")), states
+    versions = sorted(glob.glob(str(out / "serving" / "msmt" / "*" / "saved_model.pb")))
+    assert len(versions) == 2, versions
+    res = _serve(tmp_path, os.path.dirname(versions[-1]), _component(runs, "ExampleGen").outputs["examples"][0].uri)
+    outs = res["outputs"]
+    assert {"ctr", "ctavr", "ctcvr", "xcvr"} <= set(outs)
+    assert all(c <= x + 1e-6 for c, x in zip(outs["ctcvr"], outs["xcvr"]))

@@ -11,7 +11,8 @@ Keras TensorBoard callback logs them every ``update_freq`` batches.
   :math:`r_i = \tilde L_i / \mathrm{mean}_j \tilde L_j`, :math:`\tilde L_i = L_i(t) / L_i(0)`:
   :math:`L_{grad} = \sum_i |G_i - \bar G r_i^\alpha|` (target held constant), differentiated only w.r.t.
   :math:`w_i`, one Adam step, then renormalised to :math:`\sum_i w_i = n` and clamped at :math:`w_i \ge 10^{-3}`
-  (Chen et al., ICML 2018; AEM2TL.md section 7).
+  (Chen et al., ICML 2018; AEM2TL.md section 7) as :math:`w = \epsilon + n(1-\epsilon)\,
+  \mathrm{relu}(w)/\sum_j \mathrm{relu}(w_j)`.
 * **dwa**: :math:`w_i = n \exp(r_i / T) / \sum_j \exp(r_j / T)` with :math:`r_i = \bar L_i(k-1) / \bar L_i(k-2)`,
   the ratio of the task's mean loss over the last two windows of ``window`` steps (Liu, Johns, Davison,
   CVPR 2019; their window is an epoch); weights are 1 for the first two windows.
@@ -70,7 +71,13 @@ class LossWeighting(tf.Module):
 
     @property
     def trainable(self) -> List[tf.Variable]:
+        """Variables trained by the model's optimizer together with the model (uncertainty's s_i)."""
         return []
+
+    @property
+    def internal_refs(self) -> set:
+        """Refs of variables this strategy updates itself; the model's optimizer must not touch them."""
+        return set()
 
     def after_step(self, losses: Dict[str, tf.Tensor], shared_grads: Optional[List[tf.Tensor]] = None) -> None:
         """Update internal state after the model's step (GradNorm gets each task's shared-layer gradient)."""
@@ -128,11 +135,17 @@ class GradNorm(LossWeighting):
             l_grad = tf.reduce_sum(tf.abs(g - target))
         grad = tape.gradient(l_grad, self.w_var)
         self.optimizer.apply_gradients([(grad, self.w_var)])
-        w = tf.maximum(self.w_var, 1e-3)
-        w = w * n / tf.reduce_sum(w)
+        # Renormalise to sum n with every weight >= eps: w = eps + n (1 - eps) relu(w) / sum(relu(w)).
+        eps = 1e-3
+        w = tf.nn.relu(self.w_var)
+        w = eps + n * (1.0 - eps) * w / tf.maximum(tf.reduce_sum(w), 1e-12)
         self.w_var.assign(w)
         self.weights.assign(w)
         return l_grad
+
+    @property
+    def internal_refs(self):
+        return {self.w_var.ref()}
 
     def after_step(self, losses, shared_grads=None):
         if shared_grads is None:

@@ -1,0 +1,249 @@
+"""Quality benchmark (``make bench-quality``): every zoo model x seeds on synthetic logs, tested on a later span.
+
+1. ``generate-data`` writes ``--rows`` impressions over ``--days`` daily spans (CSV + TFRecord).
+2. The TFX pipeline runs on the training spans (all but the last): its Transform graph and transformed
+   examples are reused by every model, so all models see identical features.
+3. Each model x seed trains on the transformed training spans (in-memory ``tf.data``, same ``TrainConfig``
+   fields as the Trainer) and predicts the held-out last span through the transform graph.
+4. Metrics per scenario x head on the test span: AUC, GAUC (impression-weighted per-user AUC over users with
+   both classes), logloss, the oracle AUC of the true probabilities, the oracle gap
+   ``(AUC - 0.5) / (AUC_oracle - 0.5)`` and RelaImpr vs SharedBottom ``((AUC - 0.5)/(AUC_base - 0.5) - 1)``.
+   Output: ``report.md``, ``results.json`` and PNG bar charts in ``--output``. Timings are reported, never asserted.
+
+Which generator structure exercises which module (features/synthetic.py):
+* scenario-specific preference matrices ``specificity`` (0.6 / 0.9 / 1.2) and unequal shares: Scenario-CGC,
+  STAR partitions, scenario routing;
+* prior gain ``g = 2 sigmoid(w_a log a_j + w_q log q_i + c_s)``: personalised gates (PEPNet, AEM2TL PGN);
+* view-through conversions ``unclicked_cvr``: the conv_unclick edge (AEM2TL, entire-space heads) vs ESMM/AITM;
+* sparse conversions (cvr 5-9% of clicks) related to click and action (``task_correlation``): transfer
+  (AITM, EKTM) and the entire-space composition.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Dict, List  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from features.synthetic import ORACLE_FOR_HEAD, oracle_auc  # noqa: E402
+
+HEADS = ("ctr", "ctavr", "ctcvr", "xcvr")
+DEFAULT_MODELS = ("shared_bottom", "mmoe", "ple", "esmm", "esm2", "aitm", "star", "pepnet", "aem2tl", "ektm")
+
+
+def gauc(labels: np.ndarray, probs: np.ndarray, users: np.ndarray) -> float:
+    """Impression-weighted mean of per-user AUC over users whose labels have both classes."""
+    order = np.argsort(users, kind="stable")
+    users, labels, probs = users[order], labels[order], probs[order]
+    bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
+    num = den = 0.0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        y = labels[a:b]
+        if 0 < y.sum() < len(y):
+            num += (b - a) * oracle_auc(y, probs[a:b])
+            den += b - a
+    return num / den if den else float("nan")
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def _run(cmd: List[str]) -> None:
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", PYTHONPATH=REPO)
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=REPO, env=env, check=True)
+
+
+def prepare(args) -> Dict[str, str]:
+    data = os.path.join(args.output, "data")
+    if not glob.glob(os.path.join(data, "span-*", "impressions.csv")):
+        _run([sys.executable, "-m", "pipeline.cli", "generate-data", "--rows", str(args.rows), "--days",
+              str(args.days), "--seed", "0", "--format", "both", "--output", data])
+    last = args.days - 1
+    train_pattern = os.path.join(data, f"span-[0-{last - 1}]", "impressions.csv")
+    run_dir = os.path.join(args.output, "pipeline")
+    if not glob.glob(os.path.join(run_dir, "pipeline_root", "Transform", "transform_graph", "*")):
+        _run([sys.executable, "-m", "pipeline.cli", "run", "--data", train_pattern, "--spec", "synthetic",
+              "--output", run_dir, "--epochs", "1", "--min-auc", "0"])
+    root = os.path.join(run_dir, "pipeline_root")
+
+    def latest(p):
+        return sorted(glob.glob(p), key=lambda x: int(os.path.basename(x)))[-1]
+
+    return {"transform": latest(os.path.join(root, "Transform", "transform_graph", "*")),
+            "examples": latest(os.path.join(root, "Transform", "transformed_examples", "*")),
+            "test": os.path.join(data, f"span-{last}", "impressions.tfrecord.gz")}
+
+
+def evaluate(args, paths) -> Dict:
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tf_keras as keras
+
+    from features.dims import input_dims
+    from features.spec import resolve_spec
+    from models.registry import build_model
+
+    spec = resolve_spec("synthetic")
+    tfo = tft.TFTransformOutput(paths["transform"])
+    dims = input_dims(spec, tfo.vocabulary_size_by_name).to_dict()
+    fspec = tfo.transformed_feature_spec()
+    train_files = glob.glob(os.path.join(paths["examples"], "Split-*", "*"))
+    train = (tf.data.TFRecordDataset(train_files, compression_type="GZIP").batch(args.batch_size)
+             .map(lambda x: tf.io.parse_example(x, fspec), num_parallel_calls=tf.data.AUTOTUNE).cache())
+    raw_spec = tfo.raw_feature_spec()
+    layer = tfo.transform_features_layer()
+    test_raw = tf.data.TFRecordDataset([paths["test"]], compression_type="GZIP").batch(4096)
+    extra = ["user_id", "scenario", "click", "action", "conversion"] + [o for o, _ in ORACLE_FOR_HEAD.values()]
+    test_batches, cols = [], {c: [] for c in extra}
+    for batch in test_raw:
+        raw = tf.io.parse_example(batch, raw_spec)
+        test_batches.append(layer(raw))
+        for c in extra:
+            v = raw[c]
+            v = tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
+            cols[c].append(np.reshape(v.numpy(), [-1]))
+    cols = {c: np.concatenate(v) for c, v in cols.items()}
+    targets = {"ctr": cols["click"], "ctavr": cols["click"] * cols["action"],
+               "ctcvr": cols["click"] * cols["conversion"], "xcvr": cols["conversion"]}
+    scen = cols["scenario"].astype(str)
+    slices = ["overall"] + sorted(set(scen))
+    results = {"oracle": {}, "runs": []}
+    for h in HEADS:
+        for s in slices:
+            m = np.ones(len(scen), bool) if s == "overall" else scen == s
+            results["oracle"][f"{h}/{s}"] = oracle_auc(targets[h][m], cols[ORACLE_FOR_HEAD[h][0]][m])
+    for name in args.models:
+        for seed in range(args.seeds):
+            keras.utils.set_random_seed(seed)
+            model = build_model(name, dims, {}, with_action=True, weighting=args.weighting.get(name, {}))
+            model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+            t0 = time.time()
+            model.fit(train.shuffle(64, seed=seed), epochs=args.epochs, verbose=0)
+            seconds = time.time() - t0
+            preds: Dict[str, List] = {}
+            for tb in test_batches:
+                for k, v in model(tb, training=False).items():
+                    preds.setdefault(k, []).append(np.reshape(v.numpy(), [-1]))
+            preds = {k: np.concatenate(v) for k, v in preds.items()}
+            row = {"model": name, "seed": seed, "train_seconds": seconds, "metrics": {}}
+            for h in HEADS:
+                if h not in preds:
+                    continue
+                for s in slices:
+                    m = np.ones(len(scen), bool) if s == "overall" else scen == s
+                    y, p = targets[h][m], preds[h][m]
+                    row["metrics"][f"{h}/{s}"] = {"auc": oracle_auc(y, p), "gauc": gauc(y, p, cols["user_id"][m]),
+                                                  "logloss": logloss(y, p)}
+            results["runs"].append(row)
+            print(f"{name} seed {seed}: {seconds:.0f}s " + " ".join(
+                f"{h}={row['metrics'][f'{h}/overall']['auc']:.4f}" for h in HEADS if f"{h}/overall" in row["metrics"]),
+                flush=True)
+    return results
+
+
+def report(results: Dict, out: str) -> str:
+    runs = results["runs"]
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    keys = sorted({k for r in runs for k in r["metrics"]}, key=lambda k: (HEADS.index(k.split("/")[0]),
+                                                                         k.split("/")[1] != "overall", k))
+
+    def stat(model, key, metric):
+        vals = [r["metrics"][key][metric] for r in runs if r["model"] == model and key in r["metrics"]]
+        return (float(np.mean(vals)), float(np.std(vals))) if vals else (float("nan"), float("nan"))
+
+    lines = ["# Quality benchmark", "", f"{len(runs)} runs; mean +- std over seeds; test = the last daily span.", ""]
+    lines.append("## AUC per head (overall) with oracle gap and RelaImpr vs shared_bottom")
+    lines.append("")
+    lines.append("| model | " + " | ".join(f"{h} AUC | gap | RelaImpr" for h in HEADS) + " | train s |")
+    lines.append("|---" * (1 + 3 * len(HEADS) + 1) + "|")
+    for m in models:
+        cells = []
+        for h in HEADS:
+            auc, sd = stat(m, f"{h}/overall", "auc")
+            orc = results["oracle"].get(f"{h}/overall", float("nan"))
+            base, _ = stat("shared_bottom", f"{h}/overall", "auc")
+            gap = (auc - 0.5) / (orc - 0.5) if orc > 0.5 else float("nan")
+            rel = ((auc - 0.5) / (base - 0.5) - 1) * 100 if base > 0.5 else float("nan")
+            cells.append(f"{auc:.4f}+-{sd:.4f} | {gap:.3f} | {rel:+.2f}%" if not np.isnan(auc) else "- | - | -")
+        secs = np.mean([r["train_seconds"] for r in runs if r["model"] == m])
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {secs:.0f} |")
+    lines += ["", "## Per scenario x head: AUC / GAUC / logloss (oracle AUC in the header)", ""]
+    lines.append("| model | " + " | ".join(f"{k} ({results['oracle'].get(k, float('nan')):.3f})" for k in keys) + " |")
+    lines.append("|---" * (1 + len(keys)) + "|")
+    for m in models:
+        cells = []
+        for k in keys:
+            a, _ = stat(m, k, "auc")
+            g, _ = stat(m, k, "gauc")
+            ll, _ = stat(m, k, "logloss")
+            cells.append(f"{a:.4f} / {g:.4f} / {ll:.4f}" if not np.isnan(a) else "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "report.md"), "w") as fh:
+        fh.write(text)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(HEADS), figsize=(4 * len(HEADS), 4))
+        for ax, h in zip(axes, HEADS):
+            vals = [stat(m, f"{h}/overall", "auc") for m in models]
+            ax.bar(range(len(models)), [v[0] for v in vals], yerr=[v[1] for v in vals])
+            ax.axhline(results["oracle"].get(f"{h}/overall", np.nan), color="k", ls="--", label="oracle")
+            ax.set_xticks(range(len(models)))
+            ax.set_xticklabels(models, rotation=60, fontsize=8)
+            ax.set_ylim(0.5, 1.0)
+            ax.set_title(f"{h} AUC (test span)")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "auc_overall.png"), dpi=100)
+    except ImportError:
+        pass
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output", default=os.path.join(REPO, "build", "bench-quality"))
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--days", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--learning-rate", type=float, default=0.002)
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    p.add_argument("--gradnorm", nargs="*", default=["aem2tl"], help="models trained with GradNorm (alpha 1.5)")
+    args = p.parse_args(argv)
+    args.weighting = {m: {"strategy": "gradnorm", "alpha": 1.5} for m in args.gradnorm}
+    os.makedirs(args.output, exist_ok=True)
+    t0 = time.time()
+    paths = prepare(args)
+    results = evaluate(args, paths)
+    results["wall_seconds"] = time.time() - t0
+    results["args"] = {k: v for k, v in vars(args).items()}
+    with open(os.path.join(args.output, "results.json"), "w") as fh:
+        json.dump(results, fh, indent=1, default=str)
+    print(report(results, args.output))
+    print(f"report: {os.path.join(args.output, 'report.md')} ({results['wall_seconds']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
