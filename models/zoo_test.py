@@ -54,7 +54,7 @@ def test_one_training_step_lowers_loss(name):
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     ds = tf.data.Dataset.from_tensors(tiny_batch(128))
     before = model.evaluate(ds, return_dict=True, verbose=0)["total_loss"]
-    model.fit(ds.repeat(25), verbose=0)
+    model.fit(ds.repeat(12), verbose=0)
     after = model.evaluate(ds, return_dict=True, verbose=0)["total_loss"]
     assert after < before, (name, before, after)
 

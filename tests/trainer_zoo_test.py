@@ -17,7 +17,7 @@ from tfx_bsl.public import tfxio
 from models.trainer import run_fn
 from features.spec import resolve_spec
 
-transform_dir, examples_dir, raw_dir, out_dir, model, model_config = sys.argv[2:8]
+transform_dir, examples_dir, raw_dir, out_root, models = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], json.loads(sys.argv[6])
 
 class DataAccessor:
     def tf_dataset_factory(self, files, options, schema):
@@ -26,31 +26,36 @@ class DataAccessor:
 class FnArgs:
     pass
 
-a = FnArgs()
-a.custom_config = {"spec": resolve_spec("synthetic").to_dict(), "model": model,
-                   "model_config": json.loads(model_config), "train": {"batch_size": 512, "epochs": 1}}
-a.transform_output = transform_dir
-a.train_files = [os.path.join(examples_dir, "Split-train", "*")]
-a.eval_files = [os.path.join(examples_dir, "Split-eval", "*")]
-a.train_steps = None
-a.eval_steps = None
-a.data_accessor = DataAccessor()
-a.serving_model_dir = os.path.join(out_dir, "serving")
-a.model_run_dir = os.path.join(out_dir, "run")
-run_fn(a)
-loaded = tf.saved_model.load(a.serving_model_dir)
 records = [r.numpy() for r in tf.data.TFRecordDataset(
     sorted(glob.glob(os.path.join(raw_dir, "Split-eval", "*"))), compression_type="GZIP").take(64)]
-out = loaded.signatures["serving_default"](examples=tf.constant(records))
-summary = json.load(open(os.path.join(a.model_run_dir, "train_summary.json")))
-json.dump({"outputs": {k: v.numpy().tolist() for k, v in out.items()}, "summary_outputs": summary["outputs"]},
-          open(sys.argv[1], "w"))
+results = {}
+for model, model_config in models.items():
+    out_dir = os.path.join(out_root, model)
+    a = FnArgs()
+    a.custom_config = {"spec": resolve_spec("synthetic").to_dict(), "model": model, "model_config": model_config,
+                       "train": {"batch_size": 512, "epochs": 1}}
+    a.transform_output = transform_dir
+    a.train_files = [os.path.join(examples_dir, "Split-train", "*")]
+    a.eval_files = [os.path.join(examples_dir, "Split-eval", "*")]
+    a.train_steps = None
+    a.eval_steps = None
+    a.data_accessor = DataAccessor()
+    a.serving_model_dir = os.path.join(out_dir, "serving")
+    a.model_run_dir = os.path.join(out_dir, "run")
+    run_fn(a)
+    loaded = tf.saved_model.load(a.serving_model_dir)
+    out = loaded.signatures["serving_default"](examples=tf.constant(records))
+    summary = json.load(open(os.path.join(a.model_run_dir, "train_summary.json")))
+    results[model] = {"outputs": {k: v.numpy().tolist() for k, v in out.items()},
+                      "summary_outputs": summary["outputs"]}
+json.dump(results, open(sys.argv[1], "w"))
 """
 
 SMALL = {
     "mmoe": {"num_experts": 2, "expert_units": [32]},
     "ple": {"num_shared_experts": 1, "expert_units": [32]},
-    "aem2tl": {"scenario_expert_units": [32], "task_expert_units": [16], "tower_units": [16]},
+    "ektm": {"expert_units": [32], "key_dim": 8, "transmitter_units": [16]},
+    "star": {"star_units": [32]},
 }
 
 
@@ -58,15 +63,25 @@ def _latest(pattern):
     return sorted(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))[-1]
 
 
-@pytest.mark.parametrize("model", sorted(m for m in MODELS if m != "shared_bottom"))
-def test_run_fn_trains_and_exports(synthetic_run, model, tmp_path):
+# AEM2TL goes through the whole pipeline in pipeline_e2e_test; the others share one child process here.
+MODELS_HERE = sorted(m for m in MODELS if m not in ("shared_bottom", "aem2tl"))
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_run, tmp_path_factory):
     _, out, _ = synthetic_run
     root = out / "pipeline_root"
+    tmp = tmp_path_factory.mktemp("run_fn")
     transform = _latest(str(root / "Transform" / "transform_graph" / "*"))
     examples = _latest(str(root / "Transform" / "transformed_examples" / "*"))
     raw = _latest(str(root / "CsvExampleGen" / "examples" / "*"))
-    res = run_python(CHILD, str(tmp_path / "res.json"),
-                     [transform, examples, raw, str(tmp_path), model, json.dumps(SMALL.get(model, {}))])
+    models = {m: SMALL.get(m, {}) for m in MODELS_HERE}
+    return run_python(CHILD, str(tmp / "res.json"), [transform, examples, raw, str(tmp), json.dumps(models)])
+
+
+@pytest.mark.parametrize("model", MODELS_HERE)
+def test_run_fn_trains_and_exports(trained, model):
+    res = trained[model]
     outs = res["outputs"]
     assert set(outs) == set(res["summary_outputs"]) and "ctr" in outs
     for head, values in outs.items():
