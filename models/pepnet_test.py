@@ -68,12 +68,7 @@ def test_empty_prior_group_is_a_zero_column():
 
 def test_builds_from_config_and_outputs_heads():
     model = _model()
-    out = model(tiny_batch(8))
-    assert set(out) == {"ctr", "cvr", "ctcvr", "xcvr", "ctavr"}
-    for v in out.values():
-        assert v.shape == (8, 1)
-        assert np.all((v.numpy() >= 0) & (v.numpy() <= 1))
-    assert np.all(out["ctcvr"].numpy() <= out["ctr"].numpy() + 1e-7)
+    assert set(model(tiny_batch(8))) == {"ctr", "cvr", "ctcvr", "xcvr", "ctavr"}  # ranges: zoo_test
     assert "Chang" in PEPNet.reference
 
 

@@ -1,6 +1,5 @@
 """SharedBottom: builds from config, learns on a fixed batch, config and SavedModel round trips."""
 
-import numpy as np
 import pytest
 
 from models.config import ConfigError
@@ -16,12 +15,7 @@ def _model(with_action=True):
 
 def test_builds_from_config_and_outputs_heads():
     model = _model()
-    out = model(tiny_batch(8))
-    assert set(out) == {"ctr", "cvr", "ctcvr", "xcvr", "ctavr"}
-    for v in out.values():
-        assert v.shape == (8, 1)
-        assert np.all((v.numpy() >= 0) & (v.numpy() <= 1))
-    assert np.all(out["ctcvr"].numpy() <= out["ctr"].numpy() + 1e-7)
+    assert set(model(tiny_batch(8))) == {"ctr", "cvr", "ctcvr", "xcvr", "ctavr"}  # ranges: zoo_test
 
 
 def test_without_action_label_omits_ctavr():

@@ -38,3 +38,31 @@ def tiny_batch(n: int = 64, seed: int = 0, with_action: bool = True):
         batch[label_key("raction")] = action
         batch[label_key("ctavr")] = click * action
     return batch
+
+
+def savedmodel_round_trip(model, batch, export_dir):
+    """Save ``model`` with a tf.function over the feature dict, reload it; return (expected, reloaded) outputs."""
+    import tensorflow as tf
+
+    batch = {k: tf.constant(v) for k, v in batch.items()}
+    expected = {k: v.numpy() for k, v in model(batch).items()}
+
+    @tf.function(input_signature=[{k: tf.TensorSpec([None] + list(v.shape[1:]), v.dtype) for k, v in batch.items()}])
+    def predict(features):
+        return model(features, training=False)
+
+    model.predict_features = predict
+    model.save(str(export_dir), save_format="tf")
+    loaded = tf.saved_model.load(str(export_dir))  # keep a reference: its variables die with it
+    got = {k: v.numpy() for k, v in loaded.predict_features(batch).items()}
+    return expected, got
+
+
+def gradnorm_weight_sum(model, steps: int = 2) -> float:
+    """Fit ``model`` (built with GradNorm) a few steps on a fixed batch; the sum of the reported weights."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    hist = model.fit(tf.data.Dataset.from_tensors(tiny_batch(64)).repeat(steps), verbose=0).history
+    return sum(hist[f"weight_{h}"][-1] for h in model.supervised_heads)

@@ -144,10 +144,11 @@ sync_host_files() {
 # Directories bound into the rootfs at their own absolute paths.
 bind_list() {
   local d
-  printf '%s\n' "$REPO"
-  [ -d "$SHARED" ] && printf '%s\n' "$SHARED"
-  printf '%s\n' "$(pwd -P)"
+  # /tmp first: later, more specific binds (a repo or ../shared under /tmp) must stay on top of it.
   [ -d /tmp ] && printf '%s\n' /tmp
+  printf '%s\n' "$REPO"
+  [ -d "$SHARED" ] && printf '%s\n' "$(cd "$SHARED" && pwd -P)"
+  printf '%s\n' "$(pwd -P)"
   if [ -n "${MSMT_EXTRA_BINDS:-}" ]; then
     local IFS=:
     for d in $MSMT_EXTRA_BINDS; do [ -d "$d" ] && printf '%s\n' "$(cd "$d" && pwd -P)"; done
