@@ -121,7 +121,7 @@ def evaluate(args, paths) -> Dict:
     cols = {c: np.concatenate(v) for c, v in cols.items()}
     targets = {"ctr": cols["click"], "ctavr": cols["click"] * cols["action"],
                "ctcvr": cols["click"] * cols["conversion"], "xcvr": cols["conversion"]}
-    scen = cols["scenario"].astype(str)
+    scen = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in cols["scenario"]])
     slices = ["overall"] + sorted(set(scen))
     results = {"oracle": {}, "runs": []}
     for h in HEADS:
