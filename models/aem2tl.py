@@ -37,7 +37,7 @@ from typing import Dict, Tuple
 import tensorflow as tf
 
 from models.base import MultiTaskRanker
-from models.blocks.scenario import ScenarioCGC, ScenarioTaskCGC, ScenarioTowers, scenario_weights
+from models.blocks.scenario import ScenarioCGC, ScenarioTaskCGC, ScenarioTowers
 from models.config import ConfigError, ModelConfig
 
 DIRECT_EDGES = ("ctr", "xcvr")
@@ -96,20 +96,14 @@ class AEM2TL(MultiTaskRanker):
             return self.heads(edge_probs)
         return {k: edge_probs[k] for k in DIRECT_EDGES}
 
-    def prior_vector(self, embedded) -> tf.Tensor:
-        names = [n for g in ("user", "item", "scenario") for n in self.embedding.prior_names(g)]
-        if not names:
-            return tf.zeros_like(next(iter(embedded.values()))[:, :1])
-        return self.embedding.concat(embedded, names)
-
     def edge_logits(self, embedded, inputs, training=None):
         c = self.config
-        weights = scenario_weights(inputs[self.embedding._dims.scenario], self.embedding._dims.num_scenarios)
+        weights = self.scenario_routing(inputs)
         x = self.embedding.concat(embedded)
         m = self.scenario_layer(x, weights, training=training) if c.scenario_cgc else x
         reps = self.task_layer(m, weights, training=training) if c.task_cgc else [m] * len(self.tasks_order)
         backbones = [x] * len(reps) if c.gate_input == "embedding" else reps
-        logits = self.towers(reps, self.prior_vector(embedded), weights, backbones, training=training)
+        logits = self.towers(reps, self.embedding.prior_vector(embedded, ("user", "item", "scenario")), weights, backbones, training=training)
         return dict(zip(self.tasks_order, logits))
 
     def shared_layer_variables(self):

@@ -27,6 +27,7 @@ import tf_keras as keras
 from features.labels import HEAD_TARGETS, label_key
 from models.blocks.embedding import FeatureEmbedding
 from models.blocks.heads import EntireSpaceHeads
+from models.blocks.scenario import scenario_weights
 from models.config import ModelConfig, parse_config, to_dict
 from models.losses.weighting import WeightingConfig, make_weighting
 
@@ -96,6 +97,11 @@ class MultiTaskRanker(tfrs.models.Model):
     def auxiliary_loss(self, inputs, outputs, training=None) -> tf.Tensor:
         """Extra loss terms of the model (e.g. a calibrator); 0 by default."""
         return tf.constant(0.0)
+
+    def scenario_routing(self, inputs) -> tf.Tensor:
+        """Routing weights ``[B, S]`` of each sample's scenario (``models.blocks.scenario.scenario_weights``)."""
+        dims = self.embedding._dims
+        return scenario_weights(inputs[dims.scenario], dims.num_scenarios)
 
     def shared_layer_variables(self) -> List[tf.Variable]:
         """The shared layer W on which GradNorm balances gradient norms."""

@@ -69,7 +69,7 @@ from models.blocks.cgc import PLE
 from models.blocks.ektm import (KnowledgeRouter, KnowledgeTransmitter, binary_crossentropy, enhancement_loss,
                                 funnel_dependencies)
 from models.blocks.heads import ACTION_EDGES, BASE_EDGES
-from models.blocks.scenario import ScenarioCGC, ScenarioTaskCGC, scenario_weights
+from models.blocks.scenario import ScenarioCGC, ScenarioTaskCGC
 from models.blocks.towers import EdgeTowers
 from models.blocks.transfer import calibrator_loss
 from models.config import ConfigError, ModelConfig
@@ -218,7 +218,7 @@ class EKTM(MultiTaskRanker):
         if self.config.backbone == "ple":
             reps = self.backbone(x, training=training)
         else:
-            weights = scenario_weights(inputs[self.embedding._dims.scenario], self.embedding._dims.num_scenarios)
+            weights = self.scenario_routing(inputs)
             m = self.scenario_layer(x, weights, training=training)
             reps = self.backbone(m, weights, training=training)
         return dict(zip(self.edges, reps))

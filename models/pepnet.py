@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import tensorflow as tf
 
 from models.base import MultiTaskRanker
 from models.blocks.personalized_gate import GatedTower, PersonalizedGate
@@ -77,20 +76,13 @@ class PEPNet(MultiTaskRanker):
         tables = self.embedding.tables
         return sum(tables[n].output_dim if n in tables else 1 for n in self.embedding.backbone_names)
 
-    def _prior(self, embedded, group: str, like: tf.Tensor) -> tf.Tensor:
-        """Concatenated embeddings of a prior group, or a zero column ``[B, 1]`` when the group is empty."""
-        names = self.embedding.prior_names(group)
-        if not names:
-            return tf.zeros_like(like[:, :1])
-        return self.embedding.concat(embedded, names)
-
     def edge_logits(self, embedded, inputs, training=None):
         x = self.embedding.concat(embedded)
         if self.epnet is not None:
-            x = self.epnet(self._prior(embedded, "scenario", x), x) * x
+            x = self.epnet(self.embedding.prior_vector(embedded, ("scenario",)), x) * x
         prior = None
         if self.config.ppnet:
-            prior = tf.concat([self._prior(embedded, "user", x), self._prior(embedded, "item", x)], axis=-1)
+            prior = self.embedding.prior_vector(embedded, ("user", "item"))
         return {e: tower(x, prior, x, training=training) for e, tower in self.towers.items()}
 
     def shared_layer_variables(self):

@@ -46,7 +46,7 @@ def test_epnet_gate_reads_scenario_prior_and_stops_backbone_gradient():
     embedded = model.embedding(batch)
     x = model.embedding.concat(embedded)
     assert model.epnet.units == x.shape[-1]
-    prior = model._prior(embedded, "scenario", x)
+    prior = model.embedding.prior_vector(embedded, ("scenario",))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([x, prior])
         delta = model.epnet(prior, x)
@@ -60,8 +60,7 @@ def test_empty_prior_group_is_a_zero_column():
     model = _model(dims=dims)
     batch = tiny_batch(5)
     embedded = model.embedding(batch)
-    x = model.embedding.concat(embedded)
-    np.testing.assert_array_equal(model._prior(embedded, "user", x).numpy(), np.zeros((5, 1)))
+    np.testing.assert_array_equal(model.embedding.prior_vector(embedded, ("user",)).numpy(), np.zeros((5, 1)))
     out = model(batch)
     assert out["ctr"].shape == (5, 1)
 

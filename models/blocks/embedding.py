@@ -82,6 +82,14 @@ class FeatureEmbedding(keras.layers.Layer):
                 names.append(n + "__bucket")
         return names
 
+    def prior_vector(self, embedded: Dict[str, tf.Tensor], groups: Sequence[str]) -> tf.Tensor:
+        """:math:`E_{prior}`: the concatenated embeddings of the prior ``groups``, or a zero column ``[B, 1]``
+        when the spec declares none of them (a gate then reads only its backbone input)."""
+        names = [n for g in groups for n in self.prior_names(g)]
+        if not names:
+            return tf.zeros_like(next(iter(embedded.values()))[:, :1])
+        return self.concat(embedded, names)
+
     @property
     def backbone_names(self) -> Sequence[str]:
         """Inputs of the backbone x: every feature except those used only as priors."""
