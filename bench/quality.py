@@ -26,12 +26,13 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import glob  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from typing import Dict, List  # noqa: E402
+from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -42,6 +43,47 @@ from features.synthetic import ORACLE_FOR_HEAD, oracle_auc  # noqa: E402
 
 HEADS = ("ctr", "ctavr", "ctcvr", "xcvr")
 DEFAULT_MODELS = ("shared_bottom", "mmoe", "ple", "esmm", "esm2", "aitm", "star", "pepnet", "aem2tl", "ektm")
+GRADNORM = {"strategy": "gradnorm", "alpha": 1.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One benchmarked configuration: a zoo model plus config / weighting / supervision overrides."""
+
+    model: str
+    config: Dict = dataclasses.field(default_factory=dict)
+    weighting: Dict = dataclasses.field(default_factory=dict)
+    supervised_heads: Optional[Tuple[str, ...]] = None
+    note: str = ""
+
+
+# Ablation rows (AEM2TL.md section 11, EKTM.md): each removes exactly one part of the full model.
+ABLATIONS = {
+    "aem2tl": {
+        "aem2tl-no_scenario_cgc": Variant("aem2tl", {"scenario_cgc": False}, GRADNORM, note="w/o Scenario-CGC"),
+        "aem2tl-no_task_cgc": Variant("aem2tl", {"task_cgc": False}, GRADNORM, note="w/o Task-CGC"),
+        "aem2tl-no_pgn": Variant("aem2tl", {"personalized_gate": False}, GRADNORM, note="w/o personalized gate"),
+        "aem2tl-no_entire_space": Variant("aem2tl", {"entire_space": False}, GRADNORM,
+                                          note="w/o entire-space module (direct ctr/xcvr towers)"),
+        "aem2tl-fixed_weights": Variant("aem2tl", {}, {}, note="w/o adaptive loss weighting (fixed weights)"),
+        "aem2tl-ctcvr_loss": Variant("aem2tl", {}, GRADNORM, ("ctr", "ctavr", "ctcvr", "xcvr"),
+                                     note="investigation: + a ctcvr loss (the paper supervises ctr, ctavr, xcvr)"),
+    },
+    "ektm": {
+        "ektm-no_router": Variant("ektm", {"router": False}, note="w/o router (uniform mean over sources)"),
+        "ektm-no_transmitter": Variant("ektm", {"transmitter": False}, note="w/o transmitter"),
+        "ektm-no_enhance": Variant("ektm", {"enhance": False}, note="w/o enhanced module"),
+    },
+}
+
+
+def variants(models: Sequence[str], gradnorm: Sequence[str], ablations: bool) -> Dict[str, Variant]:
+    out = {m: Variant(m, {}, GRADNORM if m in gradnorm else {}, note="full") for m in models}
+    if ablations:
+        for base, rows in ABLATIONS.items():
+            if base in models:
+                out.update(rows)
+    return out
 
 
 def gauc(labels: np.ndarray, probs: np.ndarray, users: np.ndarray) -> float:
@@ -128,10 +170,21 @@ def evaluate(args, paths) -> Dict:
         for s in slices:
             m = np.ones(len(scen), bool) if s == "overall" else scen == s
             results["oracle"][f"{h}/{s}"] = oracle_auc(targets[h][m], cols[ORACLE_FOR_HEAD[h][0]][m])
-    for name in args.models:
+    done_path = os.path.join(args.output, "runs.jsonl")
+    done = {}
+    if os.path.exists(done_path):  # resume: runs already measured are kept, not repeated
+        with open(done_path) as fh:
+            for line in fh:
+                r = json.loads(line)
+                done[(r["model"], r["seed"])] = r
+    for name, variant in args.variants.items():
         for seed in range(args.seeds):
+            if (name, seed) in done:
+                results["runs"].append(done[(name, seed)])
+                continue
             keras.utils.set_random_seed(seed)
-            model = build_model(name, dims, {}, with_action=True, weighting=args.weighting.get(name, {}))
+            model = build_model(variant.model, dims, variant.config, with_action=True, weighting=variant.weighting,
+                                supervised_heads=variant.supervised_heads)
             model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
             t0 = time.time()
             model.fit(train.shuffle(64, seed=seed), epochs=args.epochs, verbose=0)
@@ -141,7 +194,7 @@ def evaluate(args, paths) -> Dict:
                 for k, v in model(tb, training=False).items():
                     preds.setdefault(k, []).append(np.reshape(v.numpy(), [-1]))
             preds = {k: np.concatenate(v) for k, v in preds.items()}
-            row = {"model": name, "seed": seed, "train_seconds": seconds, "metrics": {}}
+            row = {"model": name, "seed": seed, "train_seconds": seconds, "note": variant.note, "metrics": {}}
             for h in HEADS:
                 if h not in preds:
                     continue
@@ -151,6 +204,8 @@ def evaluate(args, paths) -> Dict:
                     row["metrics"][f"{h}/{s}"] = {"auc": oracle_auc(y, p), "gauc": gauc(y, p, cols["user_id"][m]),
                                                   "logloss": logloss(y, p)}
             results["runs"].append(row)
+            with open(done_path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
             print(f"{name} seed {seed}: {seconds:.0f}s " + " ".join(
                 f"{h}={row['metrics'][f'{h}/overall']['auc']:.4f}" for h in HEADS if f"{h}/overall" in row["metrics"]),
                 flush=True)
@@ -159,7 +214,9 @@ def evaluate(args, paths) -> Dict:
 
 def report(results: Dict, out: str) -> str:
     runs = results["runs"]
-    models = list(dict.fromkeys(r["model"] for r in runs))
+    everything = list(dict.fromkeys(r["model"] for r in runs))
+    ablation_rows = {v for rows in ABLATIONS.values() for v in rows}
+    models = [m for m in everything if m not in ablation_rows]
     keys = sorted({k for r in runs for k in r["metrics"]}, key=lambda k: (HEADS.index(k.split("/")[0]),
                                                                          k.split("/")[1] != "overall", k))
 
@@ -194,6 +251,22 @@ def report(results: Dict, out: str) -> str:
             ll, _ = stat(m, k, "logloss")
             cells.append(f"{a:.4f} / {g:.4f} / {ll:.4f}" if not np.isnan(a) else "-")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for base, rows in ABLATIONS.items():
+        present = [v for v in rows if v in everything]
+        if base not in everything or not present:
+            continue
+        lines += ["", f"## Ablation: {base} (overall AUC, mean +- std over seeds; delta vs the full model)", ""]
+        lines.append("| variant | " + " | ".join(f"{h} AUC | delta" for h in HEADS) + " | train s |")
+        lines.append("|---" * (2 + 2 * len(HEADS)) + "|")
+        for v in [base] + present:
+            cells = []
+            for h in HEADS:
+                auc, sd = stat(v, f"{h}/overall", "auc")
+                full, _ = stat(base, f"{h}/overall", "auc")
+                cells.append(f"{auc:.4f}+-{sd:.4f} | {auc - full:+.4f}" if not np.isnan(auc) else "- | -")
+            note = rows[v].note if v in rows else "full model"
+            secs = np.mean([r["train_seconds"] for r in runs if r["model"] == v])
+            lines.append(f"| {v} ({note}) | " + " | ".join(cells) + f" | {secs:.0f} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write(text)
@@ -230,8 +303,10 @@ def main(argv=None) -> int:
     p.add_argument("--learning-rate", type=float, default=0.002)
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--gradnorm", nargs="*", default=["aem2tl"], help="models trained with GradNorm (alpha 1.5)")
+    p.add_argument("--no-ablations", dest="ablations", action="store_false",
+                   help="skip the AEM2TL / EKTM ablation variants")
     args = p.parse_args(argv)
-    args.weighting = {m: {"strategy": "gradnorm", "alpha": 1.5} for m in args.gradnorm}
+    args.variants = variants(args.models, args.gradnorm, args.ablations)
     os.makedirs(args.output, exist_ok=True)
     t0 = time.time()
     paths = prepare(args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import Dict, Optional, Sequence, Type
 
 from models.base import MultiTaskRanker
 from models.config import ConfigError, parse_config
@@ -40,12 +40,16 @@ def model_class(name: str) -> Type[MultiTaskRanker]:
 
 
 def build_model(name: str, input_dims: Dict, config: Optional[Dict] = None, with_action: bool = False,
-                weighting: Optional[Dict] = None, source: str = "model config") -> MultiTaskRanker:
-    """Validate ``config`` against the model's dataclass and build the model."""
+                weighting: Optional[Dict] = None, source: str = "model config",
+                supervised_heads: Optional[Sequence[str]] = None) -> MultiTaskRanker:
+    """Validate ``config`` against the model's dataclass and build the model.
+
+    ``supervised_heads`` overrides the model's default set of heads that get a loss."""
     cls = model_class(name)
     cfg = parse_config(cls.config_class, config, source=f"{source} ({name})")
     wcfg = parse_config(WeightingConfig, weighting, source=f"{source} (weighting)")
-    return cls(input_dims=input_dims, config=cfg, with_action=with_action, weighting=wcfg)
+    return cls(input_dims=input_dims, config=cfg, with_action=with_action, weighting=wcfg,
+               supervised_heads=supervised_heads)
 
 
 def describe_models():
