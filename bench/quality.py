@@ -177,8 +177,9 @@ def evaluate(args, paths) -> Dict:
             for line in fh:
                 r = json.loads(line)
                 done[(r["model"], r["seed"])] = r
-    for name, variant in args.variants.items():
-        for seed in range(args.seeds):
+    # seeds outermost: a run cut short still has every model for its first seeds
+    for seed in range(args.seeds):
+        for name, variant in args.variants.items():
             if (name, seed) in done:
                 results["runs"].append(done[(name, seed)])
                 continue
