@@ -2,10 +2,17 @@
 
 * ``serving_default``: one string input ``examples`` (serialized ``tf.Example``) -> ``{head: [batch]}``
   probabilities. This is the signature TF Serving, BulkInferrer and RunInference call.
+* ``predict_raw``: one named input per raw feature column, shape ``[batch]``, with the dtype of the raw
+  parsing spec (string / int64 / float32; a multivalent feature is its raw separator-joined string; a
+  missing float is NaN) -> the same dict as ``serving_default``.
 * ``transform_features``: serialized examples (features and labels) -> every transformed feature.
 * ``eval_labels``: serialized examples -> only the transformed label targets (``label_ctcvr`` ...). TFMA runs
   it as a preprocessing function to get labels; it returns no features, so TFMA slices on the raw columns
   (e.g. the scenario name, not its index).
+
+:func:`export_saved_model` also writes ``assets.extra/msmt_export.json`` (``{"spec": FeatureSpec.to_dict(),
+"heads": [sorted output keys of serving_default], "raw_features": {name: "string"|"int64"|"float32"}}``),
+which :func:`read_export_metadata` reads back for the model checks and batch scoring.
 
 The model is any callable Keras model that takes the transformed feature dict and returns
 ``{head: [batch, 1]}``; this module does not import ``models`` (DESIGN.md section 2).
@@ -13,16 +20,24 @@ The model is any callable Keras model that takes the transformed feature dict an
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from features.labels import is_label_feature
 from features.spec import FeatureSpec
 
 EXAMPLES_INPUT = "examples"
+SERVING_SIGNATURE = "serving_default"
+PREDICT_RAW_SIGNATURE = "predict_raw"
+TRANSFORM_SIGNATURE = "transform_features"
 EVAL_LABELS_SIGNATURE = "eval_labels"
+ASSETS_EXTRA = "assets.extra"
+EXPORT_METADATA_FILE = "msmt_export.json"
+RAW_DTYPES = {tf.string: "string", tf.int64: "int64", tf.float32: "float32"}
 
 
 def raw_feature_spec(tf_transform_output, columns: Iterable[str]) -> Dict[str, object]:
@@ -31,19 +46,46 @@ def raw_feature_spec(tf_transform_output, columns: Iterable[str]) -> Dict[str, o
     return {c: full[c] for c in columns if c in full}
 
 
+def _raw_dtype_name(name: str, parse_spec) -> str:
+    if parse_spec.dtype not in RAW_DTYPES:
+        raise ValueError(f"raw feature {name!r}: dtype {parse_spec.dtype.name} is not one of "
+                         f"{sorted(RAW_DTYPES.values())}")
+    return RAW_DTYPES[parse_spec.dtype]
+
+
+def _as_parsed(name: str, x: tf.Tensor, parse_spec):
+    """A ``[batch]`` raw input in the form ``tf.io.parse_example`` gives for ``parse_spec``."""
+    if isinstance(parse_spec, tf.io.FixedLenFeature) and list(parse_spec.shape) in ([], [1]):
+        return tf.reshape(x, [-1] + list(parse_spec.shape))
+    if isinstance(parse_spec, tf.io.VarLenFeature):
+        present = tf.math.is_finite(x) if x.dtype.is_floating else tf.fill(tf.shape(x), True)
+        rows = tf.where(present)[:, 0]
+        return tf.SparseTensor(tf.stack([rows, tf.zeros_like(rows)], axis=1), tf.boolean_mask(x, present),
+                               tf.stack([tf.shape(x, out_type=tf.int64)[0], tf.constant(1, tf.int64)]))
+    raise ValueError(f"raw feature {name!r}: predict_raw supports single-valued FixedLenFeature or "
+                     f"VarLenFeature, not {parse_spec}")
+
+
+def _predict(model, raw) -> Dict[str, tf.Tensor]:
+    outputs = model(model.tft_layer(raw), training=False)
+    return {k: tf.reshape(tf.cast(v, tf.float32), [-1]) for k, v in outputs.items()}
+
+
 def build_signatures(model, tf_transform_output, spec: FeatureSpec) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    """Concrete functions for ``serving_default`` and ``transform_features``."""
+    """Concrete functions for ``serving_default``, ``predict_raw``, ``transform_features``, ``eval_labels``."""
     model.tft_layer = tf_transform_output.transform_features_layer()
     feature_spec = raw_feature_spec(tf_transform_output, [f.name for f in spec.features])
     full_spec = raw_feature_spec(tf_transform_output, [f.name for f in spec.features]
                                  + list(spec.label_columns.values()))
+    raw_inputs = {name: tf.TensorSpec([None], s.dtype, name=name) for name, s in feature_spec.items()}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(examples):
-        raw = tf.io.parse_example(examples, feature_spec)
-        transformed = model.tft_layer(raw)
-        outputs = model(transformed, training=False)
-        return {k: tf.reshape(tf.cast(v, tf.float32), [-1]) for k, v in outputs.items()}
+        return _predict(model, tf.io.parse_example(examples, feature_spec))
+
+    @tf.function(input_signature=[raw_inputs])
+    def predict_raw(features):
+        return _predict(model, {k: _as_parsed(k, features[k], s) for k, s in feature_spec.items()})
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def transform_features(examples):
@@ -56,15 +98,72 @@ def build_signatures(model, tf_transform_output, spec: FeatureSpec) -> Dict[str,
         return {k: v for k, v in model.tft_layer(raw).items() if is_label_feature(k)}
 
     return {
-        "serving_default": serve_examples.get_concrete_function(),
-        "transform_features": transform_features.get_concrete_function(),
+        SERVING_SIGNATURE: serve_examples.get_concrete_function(),
+        PREDICT_RAW_SIGNATURE: predict_raw.get_concrete_function(),
+        TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
         EVAL_LABELS_SIGNATURE: eval_labels.get_concrete_function(),
     }
 
 
+def export_metadata(spec: FeatureSpec, heads: Iterable[str], raw_spec: Mapping[str, object]) -> Dict:
+    """The content of ``assets.extra/msmt_export.json``."""
+    return {"spec": spec.to_dict(), "heads": sorted(heads),
+            "raw_features": {name: _raw_dtype_name(name, s) for name, s in raw_spec.items()}}
+
+
+def export_metadata_path(model_dir: str) -> str:
+    return os.path.join(model_dir, ASSETS_EXTRA, EXPORT_METADATA_FILE)
+
+
+def write_export_metadata(model_dir: str, metadata: Mapping) -> str:
+    path = export_metadata_path(model_dir)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(metadata, fh, indent=2, sort_keys=True)
+    return path
+
+
+def read_export_metadata(model_dir: str) -> Dict:
+    """``assets.extra/msmt_export.json`` of an exported model: keys ``spec``, ``heads``, ``raw_features``."""
+    path = export_metadata_path(model_dir)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no export metadata; was {model_dir} exported by "
+                                f"serving.signatures.export_saved_model?")
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 def export_saved_model(model, tf_transform_output, spec: FeatureSpec, export_dir: str) -> str:
-    """Save ``model`` as a TF SavedModel with the serving signatures; returns ``export_dir``."""
+    """Save ``model`` as a TF SavedModel with the serving signatures and export metadata; returns ``export_dir``."""
     signatures = build_signatures(model, tf_transform_output, spec)
     os.makedirs(os.path.dirname(export_dir.rstrip("/")) or ".", exist_ok=True)
     model.save(export_dir, save_format="tf", signatures=signatures)
+    heads = signatures[SERVING_SIGNATURE].structured_outputs.keys()
+    raw_spec = raw_feature_spec(tf_transform_output, [f.name for f in spec.features])
+    write_export_metadata(export_dir, export_metadata(spec, heads, raw_spec))
     return export_dir
+
+
+_MISSING = {"string": b"", "int64": 0, "float32": float("nan")}
+_NUMPY_DTYPES = {"string": object, "int64": np.int64, "float32": np.float32}
+
+
+def _first_value(feature: tf.train.Feature, dtype: str):
+    values = {"string": feature.bytes_list.value, "int64": feature.int64_list.value,
+              "float32": feature.float_list.value}[dtype]
+    return values[0] if values else _MISSING[dtype]
+
+
+def raw_inputs_from_examples(serialized: Sequence[bytes], raw_features: Mapping[str, str]) -> Dict[str, np.ndarray]:
+    """Decode serialized ``tf.Example``s into ``predict_raw`` inputs (``raw_features``: name -> dtype name).
+
+    A value missing from an example becomes ``""`` (string), ``0`` (int64) or NaN (float32), which the
+    transform treats like the missing value it is.
+    """
+    examples = [tf.train.Example.FromString(s) for s in serialized]
+    out = {}
+    for name, dtype in raw_features.items():
+        col = [_first_value(e.features.feature[name], dtype) if name in e.features.feature else _MISSING[dtype]
+               for e in examples]
+        out[name] = np.array(col, dtype=_NUMPY_DTYPES[dtype])
+    return out

@@ -1,0 +1,198 @@
+"""Publish an exported SavedModel to a TF Serving model root and write the server configs (DESIGN.md section 8).
+
+TF Serving polls ``<serving_root>/<model_name>/`` and loads the highest numeric sub-directory. A version is
+therefore assembled under a non-numeric name (``.incoming-<version>-<pid>``, which TF Serving ignores),
+flushed to disk, and only then renamed to ``<version>``: a half-written numeric version is never visible.
+A leftover ``.incoming-*`` directory of a publisher that died is removed by the next publish. The rename is
+atomic on a local POSIX file system; the serving root must not be an object store.
+
+``write_server_configs`` writes ``models.config`` (``ModelServerConfig``) and ``monitoring.config``
+(``MonitoringConfig``, Prometheus) for ``tensorflow_model_server --model_config_file=...
+--monitoring_config_file=...``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from typing import Iterable, Optional, Sequence, Tuple
+
+INCOMING_PREFIX = ".incoming-"
+MODELS_CONFIG = "models.config"
+MONITORING_CONFIG = "monitoring.config"
+PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+_INCOMING_RE = re.compile(r"^\.incoming-(\d+)-(\d+)$")
+
+
+def numeric_versions(model_root: str) -> list:
+    """The numeric version directories of ``<serving_root>/<model_name>``, ascending."""
+    if not os.path.isdir(model_root):
+        return []
+    return sorted(int(d) for d in os.listdir(model_root)
+                  if d.isdigit() and os.path.isdir(os.path.join(model_root, d)))
+
+
+def next_version(model_root: str) -> int:
+    """``max(now in seconds, highest existing version + 1)``: increasing even when the clock is behind."""
+    existing = numeric_versions(model_root)
+    return max(int(time.time()), (existing[-1] + 1) if existing else 0)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # an earlier, failed publish of this very process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_incoming(model_root: str) -> list:
+    """Remove ``.incoming-*`` directories whose publisher is no longer running; returns their paths."""
+    removed = []
+    if not os.path.isdir(model_root):
+        return removed
+    for name in sorted(os.listdir(model_root)):
+        if not name.startswith(INCOMING_PREFIX):
+            continue
+        m = _INCOMING_RE.match(name)
+        if m and _pid_alive(int(m.group(2))):
+            continue
+        path = os.path.join(model_root, name)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str) -> None:
+    """Flush every file and directory under ``root`` (and ``root`` itself) to disk."""
+    for dirpath, _, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            _fsync_path(os.path.join(dirpath, name))
+        _fsync_path(dirpath)
+
+
+def publish_version(model_dir: str, serving_root: str, model_name: str, warmup_examples: Sequence[bytes] = (),
+                    version: Optional[int] = None) -> str:
+    """Copy the SavedModel ``model_dir`` to ``<serving_root>/<model_name>/<version>`` atomically.
+
+    ``warmup_examples`` (serialized ``tf.Example``s), when given, are written as the version's TF Serving
+    warm-up requests; otherwise a warm-up file already in ``model_dir`` is kept. Returns the version directory.
+    """
+    if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+        raise FileNotFoundError(f"{model_dir}: not a SavedModel directory (no saved_model.pb)")
+    model_root = os.path.abspath(os.path.join(serving_root, model_name))
+    os.makedirs(model_root, exist_ok=True)
+    remove_stale_incoming(model_root)
+    version = next_version(model_root) if version is None else int(version)
+    final = os.path.join(model_root, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(f"{final}: version {version} of {model_name!r} is already published")
+    incoming = os.path.join(model_root, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
+    try:
+        shutil.copytree(model_dir, incoming)
+        if warmup_examples:
+            from serving.warmup import write_warmup_requests
+            write_warmup_requests(incoming, list(warmup_examples), model_name=model_name)
+        fsync_tree(incoming)
+        os.rename(incoming, final)
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
+    _fsync_path(model_root)
+    return final
+
+
+# ------------------------------------------------------------------------------------------ server configs
+def monitoring_config_class():
+    """``tensorflow.serving.MonitoringConfig``: from ``tensorflow_serving`` when it ships it, else the same
+    message (fields and numbers of ``tensorflow_serving/config/monitoring_config.proto``) built here."""
+    try:
+        from tensorflow_serving.config import monitoring_config_pb2
+        return monitoring_config_pb2.MonitoringConfig
+    except ImportError:
+        return _built_monitoring_config_class()
+
+
+def _built_monitoring_config_class():
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    fdp = descriptor_pb2.FileDescriptorProto(name="msmt/monitoring_config.proto", package="tensorflow.serving",
+                                             syntax="proto3")
+    prom = fdp.message_type.add(name="PrometheusConfig")
+    prom.field.add(name="enable", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_BOOL,
+                   label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    prom.field.add(name="path", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                   label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    mon = fdp.message_type.add(name="MonitoringConfig")
+    mon.field.add(name="prometheus_config", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                  type_name=".tensorflow.serving.PrometheusConfig",
+                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
+
+
+def models_config_text(serving_root: str, model_names: Iterable[str]) -> str:
+    """``ModelServerConfig`` text: each model at ``<serving_root>/<name>``, serving its latest version."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    cfg = model_server_config_pb2.ModelServerConfig()
+    for name in model_names:
+        m = cfg.model_config_list.config.add(name=name, model_platform="tensorflow",
+                                             base_path=os.path.abspath(os.path.join(serving_root, name)))
+        m.model_version_policy.latest.num_versions = 1
+    return text_format.MessageToString(cfg)
+
+
+def monitoring_config_text(path: str = PROMETHEUS_PATH) -> str:
+    """``MonitoringConfig`` text enabling the Prometheus endpoint at ``path``."""
+    from google.protobuf import text_format
+
+    cfg = monitoring_config_class()()
+    cfg.prometheus_config.enable = True
+    cfg.prometheus_config.path = path
+    return text_format.MessageToString(cfg)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_server_configs(serving_root: str, model_names: Sequence[str]) -> Tuple[str, str]:
+    """Write ``<serving_root>/models.config`` and ``monitoring.config``; returns their paths."""
+    names = list(model_names)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"write_server_configs: need distinct model names, got {names}")
+    os.makedirs(serving_root, exist_ok=True)
+    models_path = os.path.abspath(os.path.join(serving_root, MODELS_CONFIG))
+    monitoring_path = os.path.abspath(os.path.join(serving_root, MONITORING_CONFIG))
+    _write_atomic(models_path, models_config_text(serving_root, names))
+    _write_atomic(monitoring_path, monitoring_config_text())
+    return models_path, monitoring_path
