@@ -37,3 +37,9 @@ BENCH_ARGS ?=
 .PHONY: bench-quality
 bench-quality: runtime
 	$(PY) bench/quality.py $(BENCH_ARGS)
+
+# Serving benchmark (not part of `make test`): serving_default latency per batch size, batch-scoring rows/s.
+# Uses the newest model of `make demo` unless BENCH_ARGS="--model DIR"; report in build/bench-serving/report.md.
+.PHONY: bench-serving
+bench-serving: runtime
+	$(PY) bench/serving.py $(BENCH_ARGS)

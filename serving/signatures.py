@@ -126,11 +126,14 @@ def write_export_metadata(model_dir: str, metadata: Mapping) -> str:
 def read_export_metadata(model_dir: str) -> Dict:
     """``assets.extra/msmt_export.json`` of an exported model: keys ``spec``, ``heads``, ``raw_features``."""
     path = export_metadata_path(model_dir)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):  # local paths and object stores (gs://, s3://, hdfs://)
         raise FileNotFoundError(f"{path}: no export metadata; was {model_dir} exported by "
                                 f"serving.signatures.export_saved_model?")
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    with tf.io.gfile.GFile(path) as fh:
+        meta = json.loads(fh.read())
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object with 'spec', 'heads' and 'raw_features'")
+    return meta
 
 
 def export_saved_model(model, tf_transform_output, spec: FeatureSpec, export_dir: str) -> str:
