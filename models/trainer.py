@@ -3,7 +3,12 @@ transformed examples and exports a SavedModel with the serving signatures (``ser
 
 ``custom_config`` keys (set by ``pipeline.create_pipeline``):
   ``spec``: ``FeatureSpec.to_dict()``; ``model``: zoo model name; ``model_config``: the model's config dict;
-  ``train``: :class:`models.config.TrainConfig` as a dict.
+  ``train``: :class:`models.config.TrainConfig` as a dict; ``warm_start``: start from ``fn_args.base_model``
+  (the last blessed model, given by the pipeline's resolver) when its variables fit this model.
+
+Warm start restores the base model's variables by their object path. It succeeds only when the model and its
+config are unchanged and every table has the same shape (hashed ids, or vocabularies of the same size);
+otherwise the Trainer trains from scratch and says why in the log and in ``train_summary.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,20 @@ from models.registry import build_model
 from serving.signatures import export_saved_model
 
 TRAIN_SUMMARY_FILE = "train_summary.json"
+
+
+def warm_start(model, base_model_dir: str, sample_batch) -> str:
+    """Restore ``model``'s variables from the base SavedModel directory; returns a one-line outcome."""
+    path = os.path.join(base_model_dir, "variables", "variables")
+    if not tf.io.gfile.exists(path + ".index"):
+        return f"skipped: no SavedModel variables at {path}"
+    model(sample_batch, training=False)  # create every variable before restoring
+    try:
+        model.load_weights(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        reason = str(err).strip().splitlines()[0][:300]
+        return f"skipped: the base model does not fit ({reason}); trained from scratch"
+    return f"warm-started from {base_model_dir}"
 
 
 def _dataset(fn_args, files, tf_transform_output, batch_size: int, shuffle: bool, epochs, seed: int):
@@ -59,6 +78,11 @@ def run_fn(fn_args) -> None:
         model = build_model(cc.get("model", "shared_bottom"), dims.to_dict(), cc.get("model_config"),
                             with_action=bool(spec.labels.raction), weighting=train_cfg.weighting)
         model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate))
+        warm = "off"
+        if cc.get("warm_start"):
+            base = getattr(fn_args, "base_model", None)
+            warm = warm_start(model, base, next(iter(eval_ds))) if base else "skipped: no blessed model yet"
+            print(f"Trainer warm start: {warm}", flush=True)
 
     log_dir = fn_args.model_run_dir
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=100)]
@@ -73,6 +97,7 @@ def run_fn(fn_args) -> None:
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
         "input_dims": dims.to_dict(),
         "outputs": list(model.output_keys),
+        "warm_start": warm,
     }
     os.makedirs(log_dir, exist_ok=True)
     with open(os.path.join(log_dir, TRAIN_SUMMARY_FILE), "w") as fh:

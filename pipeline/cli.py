@@ -65,8 +65,13 @@ def _pipeline_config(args):
         v = getattr(args, key, None)
         if v is not None:
             train[key] = v
+    blessing = load_yaml(args.blessing) if getattr(args, "blessing", None) else {}
+    if getattr(args, "max_auc_drop", None) is not None:
+        blessing["max_auc_drop"] = args.max_auc_drop
     return PipelineConfig(data=args.data, spec=args.spec, output=args.output, model=args.model,
-                          model_config=model_config, train=train, min_auc=args.min_auc,
+                          model_config=model_config, train=train, min_auc=args.min_auc, blessing=blessing,
+                          span=getattr(args, "span", None), warm_start=getattr(args, "warm_start", False),
+                          bulk_inference=getattr(args, "bulk_inference", False),
                           beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
                           enable_cache=not args.no_cache)
 
@@ -89,6 +94,13 @@ def report_run(result) -> None:
     print(f"\nevaluation:   {result.eval_uri}")
     print(f"blessed:      {result.blessed}")
     print(f"pushed model: {result.pushed_dir or 'not pushed (model not blessed)'}")
+    print(f"report:       {result.report_path}")
+    if not result.blessed:
+        from pipeline.report import blessing_failures, find_evaluation, read_evaluation
+
+        for head, where, threshold, value, _ in blessing_failures(
+                read_evaluation(find_evaluation(result.config.output)).validation):
+            print(f"  not blessed: {head} / {where}: {value} fails {threshold}")
     metrics = results.read_tfma_metrics(result.eval_uri)
     oracle = results.oracle_aucs(spec, result.examples_uri) if result.examples_uri else {}
     heads = evaluated_heads(spec, sorted({h for h, _ in metrics}))
@@ -100,6 +112,15 @@ def report_run(result) -> None:
     with open(path, "w") as fh:
         json.dump(summary, fh, indent=2, default=str)
     print(f"\nrun summary:  {path}")
+
+
+def cmd_compile_kubeflow(args) -> int:
+    from pipeline.kubeflow_v2_runner import compile_pipeline, task_names
+
+    config = _pipeline_config(args)
+    path = compile_pipeline(config, args.json, image=args.image)
+    print(f"compiled {len(task_names(path))} steps ({', '.join(task_names(path))}) -> {path}")
+    return 0
 
 
 # ---------------------------------------------------------------------------- models
@@ -145,7 +166,18 @@ def _add_run_options(p) -> None:
     p.add_argument("--batch-size", type=int, help="global batch size (overrides --train-config)")
     p.add_argument("--learning-rate", type=float, help="Adam learning rate (overrides --train-config)")
     p.add_argument("--seed", type=int, help="random seed (overrides --train-config)")
-    p.add_argument("--min-auc", type=float, default=0.5, help="blessing threshold on every head's AUC (0.5)")
+    p.add_argument("--span", help="with {SPAN} in --data (e.g. 'logs/span-{SPAN}/impressions.csv'): the daily span "
+                                  "to read, an integer or 'latest' (default: latest)")
+    p.add_argument("--min-auc", type=float, default=0.5,
+                   help="blessing: minimum overall AUC of the gated heads (default 0.5)")
+    p.add_argument("--max-auc-drop", type=float,
+                   help="blessing: largest tolerated AUC drop against the last blessed model (default 0.01)")
+    p.add_argument("--blessing", help="YAML file with blessing thresholds per head and scenario "
+                                      "(keys of pipeline.eval_config.BlessingConfig)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="initialise the model from the last blessed model (same model, config and table sizes)")
+    p.add_argument("--bulk-inference", action="store_true",
+                   help="add a BulkInferrer that scores the eval split with the blessed model")
     p.add_argument("--beam-arg", action="append",
                    help="Beam pipeline argument, repeatable (default: DirectRunner in_memory); e.g. "
                         "--beam-arg=--runner=FlinkRunner")
@@ -177,6 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "pushed model, the evaluation and AUC per head and scenario.")
     _add_run_options(r)
     r.set_defaults(func=cmd_run)
+
+    k = sub.add_parser("compile-kubeflow", help="compile the pipeline to Kubeflow V2 / Vertex AI JSON (offline)",
+                       description="Compile the same pipeline as 'msmt run' with TFX's KubeflowV2DagRunner to a KFP "
+                                   "PipelineSpec JSON. --data and --output must be paths the cluster's pods can "
+                                   "read and write; every step runs in --image (build it from the Dockerfile).")
+    _add_run_options(k)
+    k.add_argument("--image", default="msmt-rank:latest", help="container image of every step (msmt-rank:latest)")
+    k.add_argument("--json", default="msmt_pipeline.json", help="output JSON path (msmt_pipeline.json)")
+    k.set_defaults(func=cmd_compile_kubeflow)
+
+    from pipeline.report import add_evaluate_parser
+    from serving.check import add_export_check_parser
+    from serving.scoring import add_score_parser
+
+    add_evaluate_parser(sub)
+    add_export_check_parser(sub)
+    add_score_parser(sub)
 
     m = sub.add_parser("models", help="list the models of the zoo", description="List models, outputs, papers.")
     m.set_defaults(func=cmd_models)

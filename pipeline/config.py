@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from features.spec import FeatureSpec, resolve_spec
 
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 FORMATS = ("csv", "tfrecord", "parquet")
+SPAN_TOKEN = "{SPAN}"
 
 
 class PipelineConfigError(ValueError):
@@ -29,7 +30,13 @@ class PipelineConfig:
       pipeline_name: TFX pipeline name (also the MLMD context).
       serving_model_name: directory name under ``output/serving``.
       eval_fraction: hash-split share of the eval split (1/eval_fraction must be an integer ratio).
-      min_auc: blessing threshold on every evaluated head's overall AUC.
+      span: with ``{SPAN}`` in ``data`` (one directory or file per day, e.g. ``logs/span-{SPAN}/*.csv``): the span
+        to read, an integer or ``latest`` (the default: the highest span present).
+      min_auc: blessing threshold on the gated heads' overall AUC (shorthand for ``blessing.min_auc``).
+      blessing: ``pipeline.eval_config.BlessingConfig`` keys: absolute thresholds and the tolerated AUC drop
+        against the last blessed model, per head and scenario.
+      warm_start: initialise the Trainer from the last blessed model's weights (same model and config).
+      bulk_inference: add a BulkInferrer that scores the eval split with a blessed model.
       beam_args: Beam pipeline args (DirectRunner by default; Flink/Spark/Dataflow options pass through).
       enable_cache: reuse unchanged component executions.
     """
@@ -43,12 +50,16 @@ class PipelineConfig:
     pipeline_name: str = "msmt"
     serving_model_name: str = "msmt"
     eval_fraction: float = 0.2
+    span: Optional[str] = None
     min_auc: float = 0.5
+    blessing: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    warm_start: bool = False
+    bulk_inference: bool = False
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "output", os.path.abspath(self.output))
+        object.__setattr__(self, "output", _absolute(self.output))
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
 
     # ------------------------------------------------------------------ derived paths
@@ -89,22 +100,49 @@ class PipelineConfig:
 
     def split_data_pattern(self) -> Tuple[str, str]:
         """(input_base, relative pattern) for ExampleGen: the base is the longest glob-free directory."""
-        parts = os.path.abspath(self.data).split(os.sep)
+        parts = _absolute(self.data).split("/")
         base = []
         for part in parts[:-1]:
             if any(ch in part for ch in "*?[{"):
                 break
             base.append(part)
-        input_base = os.sep.join(base) or os.sep
-        return input_base, os.path.relpath(os.path.abspath(self.data), input_base)
+        input_base = "/".join(base) or "/"
+        return input_base, "/".join(parts[len(base):])
+
+    @property
+    def has_spans(self) -> bool:
+        return SPAN_TOKEN in self.data
+
+    @property
+    def span_number(self) -> Optional[int]:
+        """The requested span, or None for the latest one."""
+        if self.span in (None, "", "latest"):
+            return None
+        return int(self.span)
 
     def validate(self) -> None:
         self.data_format  # noqa: B018 - raises on an unknown format
-        if not glob.glob(os.path.abspath(self.data)):
-            raise PipelineConfigError(f"--data {self.data}: no file matches this pattern")
+        if self.span not in (None, "", "latest"):
+            if not str(self.span).isdigit():
+                raise PipelineConfigError(f"--span {self.span}: use a non-negative integer or 'latest'")
+            if not self.has_spans:
+                raise PipelineConfigError(f"--span {self.span} needs a {SPAN_TOKEN} in --data, e.g. "
+                                          f"'logs/span-{SPAN_TOKEN}/impressions.csv'")
+        pattern = os.path.abspath(self.data).replace(SPAN_TOKEN, "*" if self.span_number is None
+                                                     else str(self.span_number))
+        if not glob.glob(pattern):
+            raise PipelineConfigError(f"--data {self.data}: no file matches this pattern"
+                                      + (f" for span {self.span}" if self.span_number is not None else ""))
+        self.blessing_config()
         if not 0.0 < self.eval_fraction < 1.0:
             raise PipelineConfigError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
         self.load_spec()
+
+    def blessing_config(self):
+        """The validated ``BlessingConfig``; ``min_auc`` is the default absolute threshold."""
+        from pipeline.eval_config import BlessingConfig
+
+        return BlessingConfig.from_dict(dict({"min_auc": self.min_auc}, **self.blessing), source="blessing")
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -114,6 +152,11 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "PipelineConfig":
         return cls(**d)
+
+
+def _absolute(path: str) -> str:
+    """An absolute local path; URIs such as ``gs://bucket/dir`` are kept as they are."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def hash_buckets(eval_fraction: float) -> List[int]:

@@ -10,6 +10,8 @@ from ml_metadata.proto import metadata_store_pb2
 
 STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 DONE_STATES = ("COMPLETE", "CACHED")
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 
 
 @dataclasses.dataclass
@@ -18,6 +20,7 @@ class ComponentRun:
     state: str
     execution_id: int
     outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+    inputs: Dict[str, List[metadata_store_pb2.Artifact]] = dataclasses.field(default_factory=dict)
 
 
 def open_store(sqlite_path: str) -> metadata_store.MetadataStore:
@@ -46,15 +49,16 @@ def latest_run(store, pipeline_name: str) -> Dict[str, ComponentRun]:
             continue
         ex = max(execs, key=lambda e: e.id)
         out[component] = ComponentRun(component, STATE_NAMES.get(ex.last_known_state, "UNKNOWN"), ex.id,
-                                      _outputs(store, ex.id))
+                                      _artifacts(store, ex.id, OUTPUT_EVENTS), _artifacts(store, ex.id, INPUT_EVENTS))
     return out
 
 
-def _outputs(store, execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+def _artifacts(store, execution_id: int, event_types) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    """The execution's artifacts of the given event types, by input/output key."""
     events = store.get_events_by_execution_ids([execution_id])
     by_key: Dict[str, List[int]] = {}
     for ev in events:
-        if ev.type not in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
+        if ev.type not in event_types:
             continue
         key = ev.path.steps[0].key if ev.path.steps else "output"
         by_key.setdefault(key, []).append(ev.artifact_id)

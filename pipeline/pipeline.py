@@ -1,8 +1,10 @@
 """``create_pipeline``: the TFX DAG of DESIGN.md section 6, the same for every runner.
 
-ExampleGen (CSV / TFRecord / Parquet) -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform
-(``features.preprocessing.preprocessing_fn``) -> Trainer (``models.trainer.run_fn``) -> Evaluator (TFMA,
-per scenario) -> Pusher (only a blessed model).
+ExampleGen (CSV / TFRecord / Parquet; ``{SPAN}`` patterns read one daily span) -> StatisticsGen -> SchemaGen
+-> ExampleValidator -> Transform (``features.preprocessing.preprocessing_fn``) -> Trainer
+(``models.trainer.run_fn``; optionally warm-started from the last blessed model) -> Evaluator (TFMA per
+scenario; the candidate against the last blessed model found by the ``LatestBlessedModel`` resolver) ->
+Pusher (:class:`pipeline.pusher.ServingPusher`: only a blessed model, atomically) -> optional BulkInferrer.
 """
 
 from __future__ import annotations
@@ -15,16 +17,22 @@ from tfx.dsl.components.base import executor_spec
 
 from pipeline.config import PipelineConfig, hash_buckets
 from pipeline.eval_config import build_eval_config
+from pipeline.pusher import ServingPusher
 
 PREPROCESSING_FN = "features.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
                    "Evaluator", "Pusher")
+RESOLVER_ID = "latest_blessed_model_resolver"
 
 
 def _example_gen(config: PipelineConfig):
     input_base, pattern = config.split_data_pattern()
     input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single_split", pattern=pattern)])
+    range_config = None
+    if config.has_spans and config.span_number is not None:
+        range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+            start_span_number=config.span_number, end_span_number=config.span_number))
     train_b, eval_b = hash_buckets(config.eval_fraction)
     output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
         tfx.proto.SplitConfig.Split(name="train", hash_buckets=train_b),
@@ -33,13 +41,21 @@ def _example_gen(config: PipelineConfig):
     fmt = config.data_format
     if fmt == "csv":
         return tfx.components.CsvExampleGen(input_base=input_base, input_config=input_config,
-                                            output_config=output_config)
+                                            output_config=output_config, range_config=range_config)
     if fmt == "tfrecord":
         return tfx.components.ImportExampleGen(input_base=input_base, input_config=input_config,
-                                               output_config=output_config)
+                                               output_config=output_config, range_config=range_config)
     return tfx.components.FileBasedExampleGen(
-        input_base=input_base, input_config=input_config, output_config=output_config,
+        input_base=input_base, input_config=input_config, output_config=output_config, range_config=range_config,
         custom_executor_spec=executor_spec.BeamExecutorSpec(parquet_executor.Executor))
+
+
+def _latest_blessed_model_resolver():
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(RESOLVER_ID)
 
 
 def create_components(config: PipelineConfig) -> List:
@@ -53,23 +69,34 @@ def create_components(config: PipelineConfig) -> List:
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()})
+    resolver = _latest_blessed_model_resolver()
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        base_model=resolver.outputs["model"] if config.warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"spec": spec.to_dict(), "model": config.model, "model_config": config.model_config,
-                       "train": config.train})
+                       "train": config.train, "warm_start": config.warm_start})
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-        eval_config=build_eval_config(spec, min_auc=config.min_auc))
-    pusher = tfx.components.Pusher(
+        baseline_model=resolver.outputs["model"],
+        eval_config=build_eval_config(spec, blessing=config.blessing_config()))
+    pusher = ServingPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_dir)))
-    return [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, evaluator, pusher]
+        examples=example_gen.outputs["examples"], serving_root=config.serving_dir,
+        model_name=config.serving_model_name).with_id("Pusher")
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, resolver, trainer,
+                  evaluator, pusher]
+    if config.bulk_inference:
+        components.append(tfx.components.BulkInferrer(
+            examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            data_spec=tfx.proto.DataSpec(example_splits=["eval"]),
+            model_spec=tfx.proto.ModelSpec(model_signature_name=["serving_default"])))
+    return components
 
 
 def create_pipeline(config: PipelineConfig,

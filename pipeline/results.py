@@ -5,7 +5,8 @@ from __future__ import annotations
 import glob
 import math
 import os
-from typing import Dict, List, Optional, Tuple
+import struct
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -15,30 +16,64 @@ from features.synthetic import ORACLE_FOR_HEAD, oracle_auc
 OVERALL = "overall"
 
 
-def read_tfma_metrics(eval_uri: str) -> Dict[Tuple[str, str], Dict[str, float]]:
-    """(head, slice) -> {metric: value} from the Evaluator's ``metrics-*`` TFRecord files."""
-    import tensorflow as tf
+CANDIDATE_MODEL_NAMES = ("", "candidate")  # single-model evaluations use "", with a baseline "candidate"
+
+
+def read_tfrecords(pattern: str) -> Iterator[bytes]:
+    """Records of uncompressed TFRecord files (what TFMA writes), without TensorFlow; CRCs are not checked."""
+    for path in sorted(glob.glob(pattern)):
+        with open(path, "rb") as fh:
+            while True:
+                header = fh.read(12)  # uint64 length + uint32 masked crc of the length
+                if len(header) < 12:
+                    break
+                (length,) = struct.unpack("<Q", header[:8])
+                data = fh.read(length)
+                if len(data) < length:
+                    raise ValueError(f"{path}: truncated TFRecord")
+                fh.read(4)  # masked crc of the data
+                yield data
+
+
+def slice_name(slice_key) -> str:
+    """``overall`` for the unsliced key, else the value(s) of a ``SliceKey`` proto (``home_feed``, ``a/b``)."""
+    values = []
+    for k in slice_key.single_slice_keys:
+        kind = k.WhichOneof("kind")
+        raw = getattr(k, kind) if kind else ""
+        values.append(raw.decode() if isinstance(raw, bytes) else str(raw))
+    return "/".join(values) if values else OVERALL
+
+
+def iter_tfma_metrics(eval_uri: str) -> Iterator[Tuple[str, str, str, str, bool, float]]:
+    """(model_name, head, slice, metric, is_diff, value) of every scalar in the ``metrics-*`` files."""
     from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 
-    files = sorted(glob.glob(os.path.join(eval_uri, "metrics*")))
-    if not files:
+    pattern = os.path.join(eval_uri, "metrics*")
+    if not glob.glob(pattern):
         raise FileNotFoundError(f"{eval_uri}: no TFMA metrics files")
-    out: Dict[Tuple[str, str], Dict[str, float]] = {}
-    for rec in tf.data.TFRecordDataset(files):
-        m = metrics_for_slice_pb2.MetricsForSlice.FromString(rec.numpy())
-        keys = m.slice_key.single_slice_keys
-        if keys:
-            k = keys[0]
-            value = k.WhichOneof("kind")
-            raw = getattr(k, value) if value else ""
-            slice_name = raw.decode() if isinstance(raw, bytes) else str(raw)
-        else:
-            slice_name = OVERALL
+    for rec in read_tfrecords(pattern):
+        m = metrics_for_slice_pb2.MetricsForSlice.FromString(rec)
+        name = slice_name(m.slice_key)
         for kv in m.metric_keys_and_values:
             if kv.key.sub_key.ByteSize() or not kv.value.HasField("double_value"):
                 continue
-            head = kv.key.output_name or "_"
-            out.setdefault((head, slice_name), {})[kv.key.name] = kv.value.double_value.value
+            yield (kv.key.model_name, kv.key.output_name or "_", name, kv.key.name, kv.key.is_diff,
+                   kv.value.double_value.value)
+
+
+def read_tfma_metrics(eval_uri: str, model_name: Optional[str] = None,
+                      diff: bool = False) -> Dict[Tuple[str, str], Dict[str, float]]:
+    """(head, slice) -> {metric: value} from the Evaluator's ``metrics-*`` TFRecord files.
+
+    ``model_name``: None = the candidate (``""`` or ``candidate`` when a baseline was evaluated), else that
+    model (e.g. ``baseline``). ``diff``: the candidate - baseline differences instead of the values.
+    """
+    out: Dict[Tuple[str, str], Dict[str, float]] = {}
+    for model, head, name, metric, is_diff, value in iter_tfma_metrics(eval_uri):
+        wanted = model in CANDIDATE_MODEL_NAMES if model_name is None else model == model_name
+        if wanted and is_diff == diff:
+            out.setdefault((head, name), {})[metric] = value
     return out
 
 
@@ -90,8 +125,8 @@ def oracle_aucs(spec: FeatureSpec, examples_uri: str, split: str = "eval") -> Di
 
 
 def format_table(metrics, oracle, heads) -> str:
-    """A plain-text table: head, slice, AUC, logloss, calibration, oracle AUC, oracle gap."""
-    lines = [f"{'head':6} {'slice':14} {'examples':>9} {'AUC':>7} {'logloss':>8} {'calib':>6} "
+    """A plain-text table: head, slice, AUC, GAUC, logloss, calibration, oracle AUC, oracle gap."""
+    lines = [f"{'head':6} {'slice':14} {'examples':>9} {'AUC':>7} {'GAUC':>7} {'logloss':>8} {'calib':>6} "
              f"{'oracle':>7} {'gap':>6}"]
     slices = sorted({s for (_, s) in metrics}, key=lambda s: (s != OVERALL, s))
     for head in heads:
@@ -103,7 +138,7 @@ def format_table(metrics, oracle, heads) -> str:
             orc = oracle.get((head, s)) if oracle else None
             gap = (auc - 0.5) / (orc - 0.5) if orc is not None and not math.isnan(orc) and orc > 0.5 else None
             lines.append(
-                f"{head:6} {s:14} {int(m.get('example_count', 0)):>9} {auc:7.4f} "
+                f"{head:6} {s:14} {int(m.get('example_count', 0)):>9} {auc:7.4f} {m.get('gauc', float('nan')):7.4f} "
                 f"{m.get('binary_crossentropy', float('nan')):8.4f} {m.get('calibration', float('nan')):6.3f} "
                 f"{'' if orc is None else f'{orc:.4f}':>7} {'' if gap is None else f'{gap:.3f}':>6}")
     return "\n".join(lines)

@@ -42,6 +42,7 @@ class RunResult:
     model_uri: Optional[str] = None
     blessed: Optional[bool] = None
     pushed_dir: Optional[str] = None
+    report_path: Optional[str] = None
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -119,6 +120,9 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     pushed = by_comp["Pusher"].outputs.get("pushed_model") or []
     if pushed and mlmd.custom_property(pushed[0], "pushed"):
         result.pushed_dir = str(mlmd.custom_property(pushed[0], "pushed_destination"))
+    from pipeline.report import write_report
+
+    result.report_path = write_report(config.output)
     if code != 0:
         echo(f"msmt run: note: the pipeline process exited with code {code} after every component finished "
              f"(a known crash at interpreter exit after tft_beam); outputs verified in MLMD")

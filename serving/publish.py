@@ -24,6 +24,7 @@ INCOMING_PREFIX = ".incoming-"
 MODELS_CONFIG = "models.config"
 MONITORING_CONFIG = "monitoring.config"
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+SOURCE_FILE = "msmt_source_model.txt"  # where a published version came from (model artifact URI)
 _INCOMING_RE = re.compile(r"^\.incoming-(\d+)-(\d+)$")
 
 
@@ -86,12 +87,30 @@ def fsync_tree(root: str) -> None:
         _fsync_path(dirpath)
 
 
+def _source_path(version_dir: str) -> str:
+    return os.path.join(version_dir, "assets.extra", SOURCE_FILE)
+
+
+def find_published(serving_root: str, model_name: str, source: str) -> Optional[str]:
+    """The version directory already published from ``source`` (see ``publish_version``), if any."""
+    model_root = os.path.abspath(os.path.join(serving_root, model_name))
+    for version in numeric_versions(model_root):
+        path = _source_path(os.path.join(model_root, str(version)))
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                if fh.read().strip() == source:
+                    return os.path.join(model_root, str(version))
+    return None
+
+
 def publish_version(model_dir: str, serving_root: str, model_name: str, warmup_examples: Sequence[bytes] = (),
-                    version: Optional[int] = None) -> str:
+                    version: Optional[int] = None, source: Optional[str] = None) -> str:
     """Copy the SavedModel ``model_dir`` to ``<serving_root>/<model_name>/<version>`` atomically.
 
     ``warmup_examples`` (serialized ``tf.Example``s), when given, are written as the version's TF Serving
-    warm-up requests; otherwise a warm-up file already in ``model_dir`` is kept. Returns the version directory.
+    warm-up requests; otherwise a warm-up file already in ``model_dir`` is kept. ``source`` (e.g. the
+    pipeline's model artifact URI) is recorded in ``assets.extra/`` so that :func:`find_published` can tell
+    that this model is already served. Returns the version directory.
     """
     if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
         raise FileNotFoundError(f"{model_dir}: not a SavedModel directory (no saved_model.pb)")
@@ -108,6 +127,10 @@ def publish_version(model_dir: str, serving_root: str, model_name: str, warmup_e
         if warmup_examples:
             from serving.warmup import write_warmup_requests
             write_warmup_requests(incoming, list(warmup_examples), model_name=model_name)
+        if source:
+            os.makedirs(os.path.dirname(_source_path(incoming)), exist_ok=True)
+            with open(_source_path(incoming), "w", encoding="utf-8") as fh:
+                fh.write(source + "\n")
         fsync_tree(incoming)
         os.rename(incoming, final)
     except BaseException:

@@ -134,3 +134,13 @@ def test_server_configs_are_replaced_in_place(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["models.config", "monitoring.config"]
     with pytest.raises(ValueError, match="distinct model names"):
         publish.write_server_configs(str(tmp_path), ["a", "a"])
+
+
+def test_find_published_recognises_the_source_model(model_dir, tmp_path):
+    root = str(tmp_path / "serving")
+    assert publish.find_published(root, "m", "/pipeline/Trainer/model/7") is None
+    first = publish.publish_version(model_dir, root, "m", source="/pipeline/Trainer/model/7")
+    other = publish.publish_version(model_dir, root, "m", source="/pipeline/Trainer/model/8")
+    assert publish.find_published(root, "m", "/pipeline/Trainer/model/7") == first
+    assert publish.find_published(root, "m", "/pipeline/Trainer/model/8") == other
+    assert publish.find_published(root, "m", "/pipeline/Trainer/model/9") is None

@@ -5,6 +5,7 @@ calls ``serving_default`` on real serialized tf.Examples from the run's eval spl
 """
 
 import glob
+import json
 import os
 
 import pytest
@@ -26,6 +27,22 @@ inputs = sig.structured_input_signature[1]
 out = {k: v.numpy().tolist() for k, v in sig(examples=tf.constant(records)).items()}
 json.dump({"n": len(records), "outputs": out, "inputs": {k: str(v.dtype.name) for k, v in inputs.items()},
            "signatures": sorted(loaded.signatures.keys())}, open(sys.argv[1], "w"))
+"""
+
+
+BULK_CHILD = r"""
+import glob, json, os, sys
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+files = glob.glob(os.path.join(sys.argv[2], "*"))
+n, heads, values = 0, set(), []
+for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+    log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+    outputs = log.predict_log.response.outputs
+    heads |= set(outputs)
+    values += [v for t in outputs.values() for v in tf.make_ndarray(t).ravel().tolist()]
+    n += 1
+json.dump({"n": n, "heads": sorted(heads), "min": min(values), "max": max(values)}, open(sys.argv[1], "w"))
 """
 
 
@@ -85,6 +102,23 @@ def test_pushed_model_serves_serialized_examples(synthetic_run, tmp_path):
     assert len(set(round(v, 6) for v in outs["ctr"])) > 10, "predictions should vary across examples"
 
 
+def test_unchanged_rerun_trains_nothing_and_publishes_no_new_version(synthetic_run):
+    """Same data and config: everything up to the Trainer is CACHED. The Evaluator runs once more (the resolver
+    now gives it the model itself as baseline) and the Pusher sees the model is already served."""
+    root, out, _ = synthetic_run
+    before = _versions(out)
+    proc = run_cli(["run", "--data", str(root / "data" / "span-*" / "impressions.csv"), "--spec", "synthetic",
+                    "--output", str(out), "--epochs", "4", "--batch-size", "256"])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    _, runs = _pipeline_states(str(out))
+    states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
+    assert all(states[c] == "CACHED" for c in COMPONENT_ORDER[:6]), states
+    pushed = _component(runs, "Pusher").outputs["pushed_model"][0]
+    assert mlmd.custom_property(pushed, "pushed") == 1
+    assert mlmd.custom_property(pushed, "pushed_destination") == str(out / "serving" / "msmt" / before[-1])
+    assert _versions(out) == before
+
+
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED_DATA, "aliccp")),
                     reason="../shared/data/aliccp is absent (third-party samples are read in place, never copied)")
 def test_aliccp_sample_pipeline(tmp_path):
@@ -111,16 +145,66 @@ def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, tmp_path)
     train.write_text("weighting: {strategy: gradnorm, alpha: 1.5}\n")
     proc = run_cli(["run", "--data", str(root / "data" / "span-*" / "impressions.csv"), "--spec", "synthetic",
                     "--output", str(out), "--model", "aem2tl", "--model-config", str(cfg), "--train-config",
-                    str(train), "--epochs", "2", "--batch-size", "256"])
+                    str(train), "--epochs", "2", "--batch-size", "256", "--max-auc-drop", "1.0", "--warm-start",
+                    "--bulk-inference"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     _, runs = _pipeline_states(str(out))
     states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
     upstream = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform")
     assert all(states[c] == "CACHED" for c in upstream), states
     assert all(states[c] == "COMPLETE" for c in ("Trainer", "Evaluator", "Pusher")), states
+    bulk = run_python(BULK_CHILD, str(tmp_path / "bulk.json"),
+                      [_component(runs, "BulkInferrer").outputs["inference_result"][0].uri])
+    assert bulk["n"] > 100 and {"ctr", "ctavr", "ctcvr", "xcvr"} <= set(bulk["heads"]), bulk
+    assert 0.0 <= bulk["min"] and bulk["max"] <= 1.0, bulk
     versions = sorted(glob.glob(str(out / "serving" / "msmt" / "*" / "saved_model.pb")))
     assert len(versions) == 2, versions
+    # warm start asked for: the resolver hands the SharedBottom model to the Trainer, which does not fit AEM2TL
+    trainer = _component(runs, "Trainer")
+    assert trainer.inputs.get("base_model"), "the resolver gave the Trainer no base model"
+    with open(os.path.join(trainer.outputs["model_run"][0].uri, "train_summary.json")) as fh:
+        assert json.load(fh)["warm_start"].startswith("skipped: the base model does not fit")
     res = _serve(tmp_path, os.path.dirname(versions[-1]), _component(runs, "ExampleGen").outputs["examples"][0].uri)
     outs = res["outputs"]
     assert {"ctr", "ctavr", "ctcvr", "xcvr"} <= set(outs)
     assert all(c <= x + 1e-6 for c, x in zip(outs["ctcvr"], outs["xcvr"]))
+
+
+def _versions(out):
+    return sorted((p for p in os.listdir(out / "serving" / "msmt") if p.isdigit()), key=int)
+
+
+def test_worse_model_is_not_blessed_and_the_served_version_stays(synthetic_run, tmp_path):
+    """A model that did not learn (learning rate 1e-9) passes the absolute threshold (min AUC 0) but regresses
+    against the last blessed model: the Evaluator does not bless it, nothing is pushed, serving is unchanged."""
+    root, out, _ = synthetic_run
+    before = _versions(out)
+    served = out / "serving" / "msmt" / before[-1]
+    proc = run_cli(["run", "--data", str(root / "data" / "span-*" / "impressions.csv"), "--spec", "synthetic",
+                    "--output", str(out), "--epochs", "1", "--batch-size", "256", "--learning-rate", "1e-9",
+                    "--min-auc", "0.0", "--max-auc-drop", "0.01"])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "not pushed (model not blessed)" in proc.stdout
+    _, runs = _pipeline_states(str(out))
+    evaluator = _component(runs, "Evaluator")
+    assert mlmd.custom_property(evaluator.outputs["blessing"][0], "blessed") == 0
+    assert evaluator.inputs.get("baseline_model"), "the resolver gave the Evaluator no baseline model"
+    pushed = _component(runs, "Pusher").outputs["pushed_model"][0]
+    assert mlmd.custom_property(pushed, "pushed") == 0
+    assert _versions(out) == before
+    validation = run_python(VALIDATION_CHILD, str(tmp_path / "validation.json"),
+                            [evaluator.outputs["evaluation"][0].uri])
+    assert validation["ok"] is False
+    assert any("ctr" in f and "change_threshold" in f for f in validation["failures"]), validation
+    res = _serve(tmp_path, str(served), _component(runs, "ExampleGen").outputs["examples"][0].uri)
+    assert res["n"] == 200
+
+
+VALIDATION_CHILD = r"""
+import json, sys
+import tensorflow_model_analysis as tfma
+result = tfma.load_validation_result(sys.argv[2])
+failures = [str(f).replace("\n", " ") for slice_failure in result.metric_validations_per_slice
+            for f in slice_failure.failures]
+json.dump({"ok": bool(result.validation_ok), "failures": failures}, open(sys.argv[1], "w"))
+"""
