@@ -183,6 +183,8 @@ def evaluate(args, paths) -> Dict:
             if (name, seed) in done:
                 results["runs"].append(done[(name, seed)])
                 continue
+            if args.report_only:
+                continue
             keras.utils.set_random_seed(seed)
             model = build_model(variant.model, dims, variant.config, with_action=True, weighting=variant.weighting,
                                 supervised_heads=variant.supervised_heads)
@@ -306,6 +308,8 @@ def main(argv=None) -> int:
     p.add_argument("--gradnorm", nargs="*", default=["aem2tl"], help="models trained with GradNorm (alpha 1.5)")
     p.add_argument("--no-ablations", dest="ablations", action="store_false",
                    help="skip the AEM2TL / EKTM ablation variants")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report from the runs already in OUTPUT/runs.jsonl")
     args = p.parse_args(argv)
     args.variants = variants(args.models, args.gradnorm, args.ablations)
     os.makedirs(args.output, exist_ok=True)
