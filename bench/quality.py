@@ -223,6 +223,9 @@ def report(results: Dict, out: str) -> str:
     keys = sorted({k for r in runs for k in r["metrics"]}, key=lambda k: (HEADS.index(k.split("/")[0]),
                                                                          k.split("/")[1] != "overall", k))
 
+    def seeds(model):
+        return len({r["seed"] for r in runs if r["model"] == model})
+
     def stat(model, key, metric):
         vals = [r["metrics"][key][metric] for r in runs if r["model"] == model and key in r["metrics"]]
         return (float(np.mean(vals)), float(np.std(vals))) if vals else (float("nan"), float("nan"))
@@ -230,8 +233,8 @@ def report(results: Dict, out: str) -> str:
     lines = ["# Quality benchmark", "", f"{len(runs)} runs; mean +- std over seeds; test = the last daily span.", ""]
     lines.append("## AUC per head (overall) with oracle gap and RelaImpr vs shared_bottom")
     lines.append("")
-    lines.append("| model | " + " | ".join(f"{h} AUC | gap | RelaImpr" for h in HEADS) + " | train s |")
-    lines.append("|---" * (1 + 3 * len(HEADS) + 1) + "|")
+    lines.append("| model | " + " | ".join(f"{h} AUC | gap | RelaImpr" for h in HEADS) + " | train s | seeds |")
+    lines.append("|---" * (1 + 3 * len(HEADS) + 2) + "|")
     for m in models:
         cells = []
         for h in HEADS:
@@ -242,7 +245,7 @@ def report(results: Dict, out: str) -> str:
             rel = ((auc - 0.5) / (base - 0.5) - 1) * 100 if base > 0.5 else float("nan")
             cells.append(f"{auc:.4f}+-{sd:.4f} | {gap:.3f} | {rel:+.2f}%" if not np.isnan(auc) else "- | - | -")
         secs = np.mean([r["train_seconds"] for r in runs if r["model"] == m])
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {secs:.0f} |")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {secs:.0f} | {seeds(m)} |")
     lines += ["", "## Per scenario x head: AUC / GAUC / logloss (oracle AUC in the header)", ""]
     lines.append("| model | " + " | ".join(f"{k} ({results['oracle'].get(k, float('nan')):.3f})" for k in keys) + " |")
     lines.append("|---" * (1 + len(keys)) + "|")
@@ -259,8 +262,8 @@ def report(results: Dict, out: str) -> str:
         if base not in everything or not present:
             continue
         lines += ["", f"## Ablation: {base} (overall AUC, mean +- std over seeds; delta vs the full model)", ""]
-        lines.append("| variant | " + " | ".join(f"{h} AUC | delta" for h in HEADS) + " | train s |")
-        lines.append("|---" * (2 + 2 * len(HEADS)) + "|")
+        lines.append("| variant | " + " | ".join(f"{h} AUC | delta" for h in HEADS) + " | train s | seeds |")
+        lines.append("|---" * (3 + 2 * len(HEADS)) + "|")
         for v in [base] + present:
             cells = []
             for h in HEADS:
@@ -269,7 +272,7 @@ def report(results: Dict, out: str) -> str:
                 cells.append(f"{auc:.4f}+-{sd:.4f} | {auc - full:+.4f}" if not np.isnan(auc) else "- | -")
             note = rows[v].note if v in rows else "full model"
             secs = np.mean([r["train_seconds"] for r in runs if r["model"] == v])
-            lines.append(f"| {v} ({note}) | " + " | ".join(cells) + f" | {secs:.0f} |")
+            lines.append(f"| {v} ({note}) | " + " | ".join(cells) + f" | {secs:.0f} | {seeds(v)} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write(text)
