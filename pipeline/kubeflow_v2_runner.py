@@ -25,17 +25,14 @@ def compile_pipeline(config: PipelineConfig, output_json: str, image: str = DEFA
     """Write the KFP V2 pipeline JSON for ``config`` to ``output_json``; returns the path."""
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_components
+    from pipeline.pipeline import create_pipeline
 
     try:
         runner_cls = tfx.orchestration.experimental.KubeflowV2DagRunner
         runner_config_cls = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig
     except AttributeError as err:  # the module appears only when kfp is importable
         raise RuntimeError("KubeflowV2DagRunner is unavailable: install kfp (pip install kfp==2.17.0)") from err
-    pipeline = tfx.dsl.Pipeline(
-        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-        components=create_components(config), enable_cache=config.enable_cache,
-        beam_pipeline_args=list(config.beam_args))
+    pipeline = create_pipeline(config, local_metadata=False)
     out_dir = os.path.dirname(os.path.abspath(output_json))
     os.makedirs(out_dir, exist_ok=True)
     runner = runner_cls(config=runner_config_cls(default_image=image), output_dir=out_dir,

@@ -9,7 +9,7 @@ Pusher (:class:`pipeline.pusher.ServingPusher`: only a blessed model, atomically
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 from tfx import v1 as tfx
 from tfx.components.example_gen.custom_executors import parquet_executor
@@ -99,17 +99,16 @@ def create_components(config: PipelineConfig) -> List:
     return components
 
 
-def create_pipeline(config: PipelineConfig,
-                    metadata_connection_config: Optional[object] = None) -> tfx.dsl.Pipeline:
-    """The TFX pipeline for ``config``; local runs pass a SQLite MLMD connection config."""
-    if metadata_connection_config is None:
-        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path)
+def create_pipeline(config: PipelineConfig, local_metadata: bool = True) -> tfx.dsl.Pipeline:
+    """The TFX pipeline for ``config``: with the run's SQLite ML Metadata for local runs, without any for
+    orchestrators that bring their own (Kubeflow)."""
+    metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+                if local_metadata else None)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=create_components(config),
         enable_cache=config.enable_cache,
-        metadata_connection_config=metadata_connection_config,
+        metadata_connection_config=metadata,
         beam_pipeline_args=list(config.beam_args),
     )
