@@ -39,6 +39,7 @@ NUMERIC_TRANSFORMS = ("zscore", "log1p_zscore", "none")
 POOLINGS = ("mean", "sum")
 PRIOR_GROUPS = ("user", "item", "scenario")
 LABEL_KEYS = ("click", "raction", "conversion")
+LABEL_RULE_KEYS = ("requires_click",)
 REQUIRED_LABELS = ("click", "conversion")
 
 
@@ -106,11 +107,18 @@ class Feature:
 
 @dataclasses.dataclass(frozen=True)
 class Labels:
-    """Label columns. ``raction`` (related post-click action) is optional."""
+    """Label columns. ``raction`` (related post-click action) is optional.
+
+    ``requires_click`` names the label keys (``raction``, ``conversion``) that cannot be 1 without a click:
+    a row that breaks this is impossible and quarantined by the checked ExampleGen. The default is
+    ``(raction,)`` when there is a related action (it is post-click by definition); conversions may be
+    view-through (unclicked), so ``conversion`` is listed only when the log says so.
+    """
 
     click: str
     conversion: str
     raction: Optional[str] = None
+    requires_click: Tuple[str, ...] = ()
 
     def columns(self) -> Dict[str, str]:
         """Map standard label key -> column name, for the labels present."""
@@ -181,7 +189,7 @@ class FeatureSpec:
         out: Dict[str, Any] = {
             "name": self.name,
             "features": feats,
-            "labels": self.labels.columns(),
+            "labels": dict(self.labels.columns(), requires_click=list(self.labels.requires_click)),
             "priors": {k: list(v) for k, v in self.priors.items()},
             "ignore": list(self.ignore),
         }
@@ -302,15 +310,22 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     if not isinstance(labels_raw, dict):
         raise _err(source, "labels", "is required: a mapping with 'click', 'conversion' and optional 'raction'")
     for k in labels_raw:
-        if k not in LABEL_KEYS:
-            raise _err(source, f"labels.{k}", f"unknown label key; allowed: {', '.join(LABEL_KEYS)}")
+        if k not in LABEL_KEYS + LABEL_RULE_KEYS:
+            raise _err(source, f"labels.{k}",
+                       f"unknown label key; allowed: {', '.join(LABEL_KEYS + LABEL_RULE_KEYS)}")
     for k in REQUIRED_LABELS:
         if not isinstance(labels_raw.get(k), str) or not labels_raw.get(k):
             raise _err(source, f"labels.{k}", "is required and must name a column")
     if labels_raw.get("raction") is not None and not isinstance(labels_raw["raction"], str):
         raise _err(source, "labels.raction", "must name a column")
-    labels = Labels(click=labels_raw["click"], conversion=labels_raw["conversion"],
-                    raction=labels_raw.get("raction"))
+    raction = labels_raw.get("raction")
+    requires_click = labels_raw.get("requires_click", ["raction"] if raction else [])
+    if not isinstance(requires_click, list) or any(k not in ("raction", "conversion") for k in requires_click):
+        raise _err(source, "labels.requires_click", "must be a list of label keys among raction, conversion")
+    if "raction" in requires_click and not raction:
+        raise _err(source, "labels.requires_click", "names raction, but the spec has no raction label")
+    labels = Labels(click=labels_raw["click"], conversion=labels_raw["conversion"], raction=raction,
+                    requires_click=tuple(requires_click))
     for k, col in labels.columns().items():
         if col in names:
             raise _err(source, f"labels.{k}", f"column {col!r} is also declared as a feature")

@@ -73,7 +73,8 @@ def _pipeline_config(args):
                           span=getattr(args, "span", None), warm_start=getattr(args, "warm_start", False),
                           bulk_inference=getattr(args, "bulk_inference", False),
                           beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
-                          enable_cache=not args.no_cache)
+                          enable_cache=not args.no_cache,
+                          max_bad_fraction=getattr(args, "max_bad_fraction", 0.01))
 
 
 def cmd_run(args) -> int:
@@ -170,6 +171,11 @@ def _add_run_options(p) -> None:
                                   "to read, an integer or 'latest' (default: latest)")
     p.add_argument("--min-auc", type=float, default=0.5,
                    help="blessing: minimum overall AUC of the gated heads (default 0.5)")
+    p.add_argument("--max-bad-fraction", type=float, default=0.01,
+                   help="CSV input: share of bad rows (malformed, wrong type, NaN/inf, empty id, missing, "
+                        "out-of-range or impossible label) that are quarantined and skipped; above it the run "
+                        "fails (default 0.01; 0 = fail on any bad row). Bad rows and reasons: "
+                        "<examples>/quarantine/")
     p.add_argument("--max-auc-drop", type=float,
                    help="blessing: largest tolerated AUC drop against the last blessed model (default 0.01)")
     p.add_argument("--blessing", help="YAML file with blessing thresholds per head and scenario "

@@ -1,6 +1,7 @@
 """``create_pipeline``: the TFX DAG of DESIGN.md section 6, the same for every runner.
 
-ExampleGen (CSV / TFRecord / Parquet; ``{SPAN}`` patterns read one daily span) -> StatisticsGen -> SchemaGen
+ExampleGen (CSV rows checked against the spec with a quarantine, TFRecord, Parquet; ``{SPAN}`` patterns read
+one daily span) -> StatisticsGen -> SchemaGen
 -> ExampleValidator -> Transform (``features.preprocessing.preprocessing_fn``) -> Trainer
 (``models.trainer.run_fn``; optionally warm-started from the last blessed model) -> Evaluator (TFMA per
 scenario; the candidate against the last blessed model found by the ``LatestBlessedModel`` resolver) ->
@@ -12,9 +13,11 @@ from __future__ import annotations
 from typing import List
 
 from tfx import v1 as tfx
+from tfx.components import FileBasedExampleGen
 from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.dsl.components.base import executor_spec
 
+from pipeline import checked_example_gen
 from pipeline.config import PipelineConfig, hash_buckets
 from pipeline.eval_config import build_eval_config
 from pipeline.pusher import ServingPusher
@@ -39,13 +42,17 @@ def _example_gen(config: PipelineConfig):
         tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_b),
     ]))
     fmt = config.data_format
-    if fmt == "csv":
-        return tfx.components.CsvExampleGen(input_base=input_base, input_config=input_config,
-                                            output_config=output_config, range_config=range_config)
+    if fmt == "csv":  # rows checked against the spec, bad ones quarantined (pipeline.checked_example_gen)
+        return FileBasedExampleGen(
+            input_base=input_base, input_config=input_config, output_config=output_config,
+            range_config=range_config,
+            custom_config=checked_example_gen.make_custom_config(config.load_spec(), config.max_bad_fraction),
+            custom_executor_spec=executor_spec.BeamExecutorSpec(checked_example_gen.Executor),
+        ).with_id("CsvExampleGen")
     if fmt == "tfrecord":
         return tfx.components.ImportExampleGen(input_base=input_base, input_config=input_config,
                                                output_config=output_config, range_config=range_config)
-    return tfx.components.FileBasedExampleGen(
+    return FileBasedExampleGen(
         input_base=input_base, input_config=input_config, output_config=output_config, range_config=range_config,
         custom_executor_spec=executor_spec.BeamExecutorSpec(parquet_executor.Executor))
 

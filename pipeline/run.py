@@ -43,6 +43,7 @@ class RunResult:
     blessed: Optional[bool] = None
     pushed_dir: Optional[str] = None
     report_path: Optional[str] = None
+    input_rows: Optional[Dict] = None
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -107,6 +108,9 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     runs = mlmd.latest_run(mlmd.open_store(config.metadata_path), config.pipeline_name)
     result.states = {_component_key(k): v.state for k, v in runs.items()}
     unfinished = [c for c in COMPONENT_ORDER if result.states.get(c) not in mlmd.DONE_STATES]
+    rejected = _rejected_input(log_path)
+    if unfinished and rejected:
+        raise PipelineRunError(f"{rejected}\nfull log: {log_path}")
     if unfinished:
         raise PipelineRunError(
             f"component {unfinished[0]} did not finish (state {result.states.get(unfinished[0], 'not run')}, "
@@ -115,6 +119,12 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     result.examples_uri = _uri(by_comp["ExampleGen"].outputs.get("examples"))
     result.eval_uri = _uri(by_comp["Evaluator"].outputs.get("evaluation"))
     result.model_uri = _uri(by_comp["Trainer"].outputs.get("model"))
+    if result.examples_uri:
+        from pipeline.checked_example_gen import describe, read_quarantine
+
+        result.input_rows = read_quarantine(result.examples_uri)
+        if result.input_rows:
+            echo("msmt run: input rows: " + describe(result.input_rows))
     blessing = by_comp["Evaluator"].outputs.get("blessing") or []
     result.blessed = bool(blessing and mlmd.custom_property(blessing[0], "blessed"))
     pushed = by_comp["Pusher"].outputs.get("pushed_model") or []
@@ -128,6 +138,24 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
              f"(a known crash at interpreter exit after tft_beam); outputs verified in MLMD")
     echo(f"msmt run: finished in {wall:.1f}s")
     return result
+
+
+def _rejected_input(log_path: str) -> Optional[str]:
+    """The checked ExampleGen's rejection message (first line and its indented detail lines), if logged."""
+    from pipeline.checked_example_gen import ERROR_PREFIX
+
+    with open(log_path, errors="replace") as fh:
+        lines = fh.read().splitlines()
+    starts = [i for i, line in enumerate(lines) if ERROR_PREFIX in line]
+    if not starts:
+        return None
+    i = starts[-1]
+    block = [lines[i][lines[i].index(ERROR_PREFIX):]]
+    for line in lines[i + 1:]:
+        if not line.startswith("  "):
+            break
+        block.append(line)
+    return "\n".join(block)
 
 
 def _uri(artifacts: Optional[List]) -> Optional[str]:

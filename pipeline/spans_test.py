@@ -34,11 +34,23 @@ os._exit(0)
 """
 
 
+SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data",
+                      "corrupted_impressions.csv")
+
+
 def _write_spans(root, rows_per_span):
+    with open(SAMPLE) as fh:
+        header, good_row = fh.read().splitlines()[:2]  # a full row of the synthetic spec's columns
+    user = header.split(",").index("user_id")
     for span, n in enumerate(rows_per_span):
         d = root / "logs" / f"span-{span}"
         d.mkdir(parents=True)
-        lines = ["user_id,item_id,click"] + [f"u{span}_{i},i{i},{i % 2}" for i in range(n)]
+        rows = []
+        for i in range(n):
+            fields = good_row.split(",")
+            fields[user] = f"u{span}_{i}"
+            rows.append(",".join(fields))
+        lines = [header] + rows
         (d / "impressions.csv").write_text("\n".join(lines) + "\n")
 
 

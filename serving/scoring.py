@@ -34,7 +34,6 @@ import argparse
 import csv
 import dataclasses
 import io
-import math
 import os
 import re
 import time
@@ -48,6 +47,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from features import records
+from features.records import Column, to_example
 from features.spec import DTYPES, FeatureSpec, resolve_spec, spec_from_dict
 
 EXPORT_METADATA = os.path.join("assets.extra", "msmt_export.json")  # serving.signatures.export_metadata_path
@@ -76,16 +77,6 @@ class ScoringError(ValueError):
 
 
 # ---------------------------------------------------------------------------- what the model reads
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """One input column: its raw dtype (``string``, ``int64``, ``float32``) and, for a multivalent
-    feature, the separator that joins a list value (Parquet lists) into the one string the model parses."""
-
-    name: str
-    dtype: str
-    separator: Optional[str] = None
-
-
 @dataclasses.dataclass(frozen=True)
 class ScoringLayout:
     """Columns written into each tf.Example, the key columns carried to the output, and the heads."""
@@ -185,75 +176,12 @@ def load_layout(model_dir: str, spec: Optional[str] = None) -> ScoringLayout:
 
 
 # ---------------------------------------------------------------------------- typing values
-def _parse_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        value = float(text)  # "3.0" from a float-formatted writer is still the integer 3
-        if not value.is_integer():
-            raise
-        return int(value)
-
-
-def _parse_text(text: str, dtype: str) -> Any:
-    if dtype == "int64":
-        return _parse_int(text)
-    if dtype == "float32":
-        return float(text)
-    return text
-
-
 def typed_value(value: Any, column: Column, where: str) -> Any:
-    """``value`` (CSV text, a Parquet / tf.Example value) as ``column``'s Python type; None when missing.
-
-    Missing: None, an empty string, a NaN and an empty list. Raises ScoringError naming ``where``.
-    """
-    if isinstance(value, (list, tuple)):
-        value = _single_value(list(value), column, where)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-        return None
+    """:func:`features.records.typed_value`, raising ScoringError."""
     try:
-        if isinstance(value, str):
-            value = _parse_text(value, column.dtype)
-        elif column.dtype == "string":
-            value = str(value)
-        elif column.dtype == "int64":
-            value = _parse_int(str(value)) if isinstance(value, float) else int(value)
-        else:
-            value = float(value)
-    except (TypeError, ValueError):
-        raise ScoringError(f"{where}, column {column.name!r}: {value!r} is not a valid {column.dtype}") from None
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _single_value(values: List[Any], column: Column, where: str) -> Any:
-    """A list cell as one value: joined by the separator for a multivalent feature, else its one item."""
-    if column.separator is not None:
-        return column.separator.join(v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values)
-    if len(values) > 1:
-        raise ScoringError(f"{where}, column {column.name!r}: expected one value, got {len(values)}: {values!r}")
-    return values[0] if values else None
-
-
-def to_example(values: Mapping[str, Any], columns: Sequence[Column]) -> bytes:
-    """Serialized tf.Example of the typed ``values`` of ``columns``; missing (None) values are left out."""
-    from tensorflow.core.example import example_pb2
-
-    example = example_pb2.Example()
-    feature = example.features.feature
-    for column in columns:
-        value = values.get(column.name)
-        if value is None:
-            continue
-        if column.dtype == "int64":
-            feature[column.name].int64_list.value.append(value)
-        elif column.dtype == "float32":
-            feature[column.name].float_list.value.append(value)
-        else:
-            feature[column.name].bytes_list.value.append(value.encode("utf-8"))
-    return example.SerializeToString()
+        return records.typed_value(value, column, where)
+    except records.CellError as e:
+        raise ScoringError(str(e)) from None
 
 
 def convert_row(row: Mapping[str, Any], layout: ScoringLayout, where: str) -> Tuple[tuple, bytes]:

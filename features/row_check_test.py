@@ -1,0 +1,55 @@
+"""RowChecker cell rules on hand-written rows (the corrupted-file fixture is in pipeline/checked_example_gen_test.py)."""
+
+import pytest
+
+from features.row_check import RowChecker, infer_column_types, split_csv_line
+from features.spec import spec_from_dict
+
+SPEC = spec_from_dict({
+    "name": "t",
+    "features": [{"name": "user_id", "role": "id"}, {"name": "scenario", "role": "scenario", "values": ["a", "b"]},
+                 {"name": "age", "role": "categorical", "dtype": "int64"}, {"name": "price", "role": "numeric"}],
+    "labels": {"click": "c", "conversion": "v", "raction": "a"},
+})
+HEADER = ["user_id", "scenario", "age", "price", "c", "a", "v", "extra_int", "extra_float", "extra_text"]
+
+
+def _checker():
+    types = infer_column_types(SPEC, HEADER, [split_csv_line("u,a,1,2.5,0,0,0,7,0.5,x"),
+                                              split_csv_line("u,a,1,2.5,0,0,0,8,1,y")])
+    return RowChecker(SPEC, HEADER, types, "f.csv")
+
+
+def test_column_types_spec_first_then_narrowest_that_fits_the_sample():
+    assert [c.dtype for c in _checker().columns] == ["string", "string", "int64", "float32", "int64", "int64",
+                                                     "int64", "int64", "float32", "string"]
+
+
+@pytest.mark.parametrize("line,kind,column", [
+    ("u,a,1,2.5,0,0,0,7,0.5,x", None, None),
+    ("u,b,,,1,1,1,,,", None, None),  # empty optional cells are missing values, not bad rows
+    ("u,a,99999999999999999999,2.5,0,0,0,7,0.5,x", "wrong_type", "age"),  # outside int64
+    ("u,a,1,1e39,0,0,0,7,0.5,x", "non_finite", "price"),  # overflows float32
+    ("u,a,1,-inf,0,0,0,7,0.5,x", "non_finite", "price"),
+    ("u,a,1,2.5,0,0,0,7,nan,x", "non_finite", "extra_float"),
+    ("u,a,1,2.5,1.5,0,0,7,0.5,x", "wrong_type", "c"),
+    ("u,a,1,2.5,0,0,1,7,0.5,x", None, None),  # a view-through conversion is allowed by default
+    ("u,a,1,2.5,0,1,0,7,0.5,x", "impossible_labels", "a"),
+    ("u,a,1,2.5,0,0,0,7,0.5", "malformed_line", None),
+])
+def test_kinds(line, kind, column):
+    row = _checker().check_line(line)
+    assert row.kind == kind
+    if kind:
+        assert row.values is None and row.problems[0].column == column
+    else:
+        assert row.values["user_id"] == "u"
+
+
+def test_requires_click_from_the_spec_and_the_first_problem_gives_the_kind():
+    spec = spec_from_dict(dict(SPEC.to_dict(), labels={"click": "c", "conversion": "v", "raction": "a",
+                                                       "requires_click": ["raction", "conversion"]}))
+    checker = RowChecker(spec, HEADER, {c.name: c.dtype for c in _checker().columns})
+    assert checker.check_line("u,a,1,2.5,0,0,1,7,0.5,x").kind == "impossible_labels"
+    row = checker.check_line(",a,x,2.5,,0,0,7,0.5,x")
+    assert [p.kind for p in row.problems] == ["wrong_type", "empty_id", "missing_label"]

@@ -1,0 +1,248 @@
+"""CSV ExampleGen that checks every row against the feature spec and quarantines the bad ones.
+
+TFX's CsvExampleGen stops on the first line it cannot decode and lets NaN, empty ids, missing or
+impossible labels through to training. This executor (a ``FileBasedExampleGen`` custom executor, so
+spans, hash splits, caching and MLMD behave exactly as CsvExampleGen's) reads each file line by line, runs
+:class:`features.row_check.RowChecker` on every row and
+
+* turns the good rows into ``tf.Example`` (columns typed by the spec; see ``features.row_check``);
+* writes every bad row to ``<examples artifact>/quarantine/bad_rows-<split>.jsonl``: file, row number,
+  line number, kind, column, value, reason and the raw line;
+* writes the counts per kind to ``quarantine/summary-<split>.json`` and logs them with the first rows of
+  each kind;
+* fails the component with :class:`BadRowsError` (naming the counts, examples and the quarantine path)
+  when the bad fraction passes ``max_bad_fraction``; below it the run goes on with the good rows.
+
+Settings travel in the component's ``custom_config`` (a ``google.protobuf.Struct`` packed in
+``example_gen_pb2.CustomConfig``): ``{"spec_json": <FeatureSpec.to_dict() as JSON>, "max_bad_fraction": x}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Any, Dict, Iterator, List, Optional
+
+import apache_beam as beam
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from features.records import to_example_proto
+from features.row_check import KINDS, LogFileError, RowChecker, infer_column_types, split_csv_line
+from features.spec import FeatureSpec, spec_from_dict
+
+QUARANTINE_DIR = "quarantine"
+QUARANTINE_KEY = "_msmt_quarantine_dir"
+TYPE_SAMPLE_ROWS = 1000
+EXAMPLES_PER_KIND = 3
+PROGRESS_EVERY = 100_000
+ERROR_PREFIX = "ExampleGen rejected the input:"
+DEFAULT_MAX_BAD_FRACTION = 0.01
+
+
+class BadRowsError(RuntimeError):
+    """More rows are bad than ``max_bad_fraction`` allows; the message names counts, rows and the quarantine."""
+
+
+def make_custom_config(spec: FeatureSpec, max_bad_fraction: float) -> example_gen_pb2.CustomConfig:
+    """The ``custom_config`` of a checked ExampleGen for ``spec``."""
+    from google.protobuf import struct_pb2
+
+    struct = struct_pb2.Struct()
+    struct.update({"spec_json": json.dumps(spec.to_dict()), "max_bad_fraction": float(max_bad_fraction)})
+    config = example_gen_pb2.CustomConfig()
+    config.custom_config.Pack(struct)
+    return config
+
+
+def read_custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+    from google.protobuf import json_format, struct_pb2
+
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if not raw:
+        raise ValueError("the checked ExampleGen needs a custom_config with the feature spec")
+    config = raw if isinstance(raw, example_gen_pb2.CustomConfig) else proto_utils.json_to_proto(
+        raw, example_gen_pb2.CustomConfig())
+    struct = struct_pb2.Struct()
+    config.custom_config.Unpack(struct)
+    settings = json_format.MessageToDict(struct)
+    return {"spec": spec_from_dict(json.loads(settings["spec_json"]), source="custom_config"),
+            "max_bad_fraction": float(settings.get("max_bad_fraction", DEFAULT_MAX_BAD_FRACTION))}
+
+
+def _open_lines(path: str) -> Iterator[str]:
+    with fileio.open(path, "r") as fh:
+        for line in fh:
+            yield line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+
+
+def _file_layout(spec: FeatureSpec, path: str):
+    """(header, column dtypes) of one CSV file; non-spec column types from its first rows."""
+    lines = _open_lines(path)
+    header_line = next(lines, None)
+    if header_line is None or not header_line.strip():
+        raise LogFileError(f"{path}: empty file, expected a header line")
+    header = split_csv_line(header_line.rstrip("\r\n"))
+    sample: List[List[str]] = []
+    for line in lines:
+        if len(sample) >= TYPE_SAMPLE_ROWS:
+            break
+        try:
+            sample.append(split_csv_line(line.rstrip("\r\n")))
+        except Exception:  # noqa: BLE001 - a malformed line is reported by the checker, not here
+            continue
+    return header, infer_column_types(spec, header, sample)
+
+
+class _CheckRows(beam.DoFn):
+    """file path -> good ``tf.Example`` (main output) and bad-row records (tagged ``bad``); one element per
+    row with its kind (tagged ``kinds``) for the counts."""
+
+    def __init__(self, spec: FeatureSpec, column_types: Dict[str, str]):
+        self._spec = spec
+        self._column_types = column_types
+
+    def process(self, path: str):
+        lines = _open_lines(path)
+        header_line = next(lines, None)
+        if header_line is None:
+            return
+        header = split_csv_line(header_line.rstrip("\r\n"))
+        types = dict(self._column_types)
+        for name in header:
+            types.setdefault(name, "string")
+        checker = RowChecker(self._spec, header, types, path)
+        row = 0
+        for line_number, line in enumerate(lines, start=2):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            row += 1
+            checked = checker.check_line(line)
+            if checked.problems:
+                first = checked.problems[0]
+                yield beam.pvalue.TaggedOutput("kinds", first.kind)
+                yield beam.pvalue.TaggedOutput("bad", json.dumps({
+                    "file": path, "row": row, "line": line_number, "kind": first.kind, "column": first.column,
+                    "value": first.value, "reason": first.message,
+                    "problems": [{"kind": p.kind, "column": p.column, "value": p.value, "reason": p.message}
+                                 for p in checked.problems],
+                    "raw": line}, ensure_ascii=False))
+            else:
+                yield beam.pvalue.TaggedOutput("kinds", "good")
+                yield to_example_proto(checked.values, checker.columns)
+            if row % PROGRESS_EVERY == 0:
+                logging.info("checked ExampleGen: %s: %d rows read", path, row)
+        logging.info("checked ExampleGen: %s: %d rows read", path, row)
+
+
+def _write_summary(kinds: List[Any], path: str, pattern: str, files: List[str]) -> None:
+    counts = dict(kinds)
+    summary = {"pattern": pattern, "files": files, "good": int(counts.get("good", 0)),
+               "bad": {k: int(counts.get(k, 0)) for k in KINDS}}
+    summary["total"] = summary["good"] + sum(summary["bad"].values())
+    with fileio.open(path, "w") as fh:
+        fh.write(json.dumps(summary, indent=1))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+def _CheckedCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
+    settings = read_custom_config(exec_properties)
+    spec = settings["spec"]
+    pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+    files = sorted(fileio.glob(pattern))
+    if not files:
+        raise LogFileError(f"no file matches {pattern}")
+    header, types = _file_layout(spec, files[0])
+    RowChecker(spec, header, types, files[0])  # a spec column missing from the header fails here, early
+    quarantine = exec_properties[QUARANTINE_KEY]
+    tag = hashlib.sha1(split_pattern.encode()).hexdigest()[:8]
+    rows = (pipeline | "Files" >> beam.Create(files)
+            | "CheckRows" >> beam.ParDo(_CheckRows(spec, types)).with_outputs("bad", "kinds", main="good"))
+    _ = (rows.bad | "WriteBadRows" >> beam.io.WriteToText(
+        os.path.join(quarantine, f"bad_rows-{tag}"), file_name_suffix=".jsonl", num_shards=1,
+        shard_name_template=""))
+    _ = (rows.kinds | "CountKinds" >> beam.combiners.Count.PerElement()
+         | "AllCounts" >> beam.combiners.ToList()
+         | "WriteSummary" >> beam.Map(_write_summary, os.path.join(quarantine, f"summary-{tag}.json"),
+                                      pattern, files))
+    return rows.good
+
+
+def read_quarantine(examples_uri: str) -> Optional[Dict[str, Any]]:
+    """Counts of a checked ExampleGen output (summed over its input splits) with the first bad rows of each
+    kind; None when the artifact has no quarantine (another ExampleGen made it)."""
+    qdir = os.path.join(examples_uri, QUARANTINE_DIR)
+    summaries = sorted(fileio.glob(os.path.join(qdir, "summary-*.json"))) if fileio.exists(qdir) else []
+    if not summaries:
+        return None
+    out: Dict[str, Any] = {"good": 0, "total": 0, "bad": {k: 0 for k in KINDS}, "examples": {},
+                           "quarantine": qdir, "bad_rows_files": []}
+    for path in summaries:
+        with fileio.open(path, "r") as fh:
+            s = json.loads(fh.read())
+        out["good"] += s["good"]
+        out["total"] += s["total"]
+        for k, n in s["bad"].items():
+            out["bad"][k] += n
+    for path in sorted(fileio.glob(os.path.join(qdir, "bad_rows-*.jsonl"))):
+        out["bad_rows_files"].append(path)
+        for line in _open_lines(path):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            shown = out["examples"].setdefault(record["kind"], [])
+            if len(shown) < EXAMPLES_PER_KIND:
+                shown.append(record)
+    out["bad_total"] = sum(out["bad"].values())
+    out["bad_fraction"] = out["bad_total"] / out["total"] if out["total"] else 0.0
+    return out
+
+
+def describe(q: Dict[str, Any]) -> str:
+    """Human-readable counts per kind, with file, row, column and value of the first rows of each kind."""
+    lines = [f"{q['bad_total']} bad rows of {q['total']} ({100 * q['bad_fraction']:.2f}%); "
+             f"{q['good']} good rows kept"]
+    for kind in KINDS:
+        n = q["bad"].get(kind, 0)
+        if not n:
+            continue
+        lines.append(f"  {kind}: {n}")
+        for r in q["examples"].get(kind, []):
+            col = f", column {r['column']!r}" if r.get("column") else ""
+            lines.append(f"    {r['file']}: row {r['row']} (line {r['line']}){col}: {r['value']!r}: {r['reason']}")
+    if q["bad_total"]:
+        lines.append(f"  every bad row with its reason: {', '.join(q['bad_rows_files'])}")
+    return "\n".join(lines)
+
+
+class Executor(BaseExampleGenExecutor):
+    """FileBasedExampleGen executor for CSV impression logs with row checks and a quarantine."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return _CheckedCsvToExample
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        quarantine = os.path.join(examples.uri, QUARANTINE_DIR)
+        fileio.makedirs(quarantine)
+        exec_properties = dict(exec_properties, **{QUARANTINE_KEY: quarantine})
+        max_bad = read_custom_config(exec_properties)["max_bad_fraction"]
+        super().Do(input_dict, output_dict, exec_properties)
+        q = read_quarantine(examples.uri)
+        text = describe(q)
+        logging.warning("checked ExampleGen: %s", text) if q["bad_total"] else logging.info(
+            "checked ExampleGen: %s", text)
+        for kind, n in q["bad"].items():
+            examples.set_int_custom_property(f"bad_rows_{kind}", n)
+        examples.set_int_custom_property("bad_rows", q["bad_total"])
+        examples.set_int_custom_property("good_rows", q["good"])
+        if q["total"] and q["bad_fraction"] > max_bad:
+            raise BadRowsError(f"{ERROR_PREFIX} {100 * q['bad_fraction']:.2f}% of the rows are bad, more than "
+                               f"max_bad_fraction {max_bad:g}. {text}")

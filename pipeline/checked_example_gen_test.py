@@ -1,0 +1,122 @@
+"""The checked CSV ExampleGen on the hand-made corrupted log ``tests/data/corrupted_impressions.csv``.
+
+The fixture holds 30 good rows of the synthetic generator and 16 bad rows, 2-3 of each kind (see
+``tests/data/README.md``). The executor runs in-process on Beam's DirectRunner.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+import tensorflow as tf
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from features.spec import resolve_spec
+from pipeline import checked_example_gen as ceg
+
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data",
+                       "corrupted_impressions.csv")
+EXPECTED_BAD = {"malformed_line": 3, "wrong_type": 3, "non_finite": 2, "empty_id": 2, "missing_label": 2,
+                "label_out_of_range": 2, "impossible_labels": 2}
+TOTAL_ROWS = 46
+
+
+def _run(tmp_path, max_bad_fraction):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(FIXTURE, data / "impressions.csv")
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    input_config = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split",
+                                                                             pattern="*.csv")])
+    output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
+    exec_properties = {
+        "input_base": str(data),
+        "input_config": proto_utils.proto_to_json(input_config),
+        "output_config": proto_utils.proto_to_json(output_config),
+        "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
+        "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        "custom_config": proto_utils.proto_to_json(
+            ceg.make_custom_config(resolve_spec("synthetic"), max_bad_fraction)),
+    }
+    ceg.Executor().Do({}, {"examples": [examples]}, exec_properties)
+    return examples
+
+
+def _examples(uri):
+    records = []
+    for split in ("train", "eval"):
+        d = os.path.join(uri, f"Split-{split}")
+        for name in os.listdir(d):
+            records += [tf.train.Example.FromString(r.numpy())
+                        for r in tf.data.TFRecordDataset(os.path.join(d, name), compression_type="GZIP")]
+    return records
+
+
+def test_bad_rows_are_counted_per_kind_quarantined_and_the_good_rows_kept(tmp_path):
+    examples = _run(tmp_path, max_bad_fraction=0.5)
+    q = ceg.read_quarantine(examples.uri)
+    assert q["bad"] == EXPECTED_BAD
+    assert q["total"] == TOTAL_ROWS and q["bad_total"] == 16
+    assert q["good"] == TOTAL_ROWS - q["bad_total"] == 30
+    records = _examples(examples.uri)
+    assert len(records) == 30
+    assert examples.get_int_custom_property("bad_rows") == 16
+    assert examples.get_int_custom_property("bad_rows_non_finite") == 2
+    # typed by the spec: ids bytes, labels and categoricals int64, numerics float32; the extras kept
+    f = records[0].features.feature
+    assert f["user_id"].bytes_list.value and f["click"].int64_list.value and f["user_age"].int64_list.value
+    assert f["item_price"].float_list.value and f["p_click"].float_list.value and f["ts"].int64_list.value
+
+    bad = [json.loads(line) for p in q["bad_rows_files"] for line in open(p) if line.strip()]
+    assert len(bad) == 16
+    by_kind = {}
+    for r in bad:
+        by_kind.setdefault(r["kind"], []).append(r)
+    # file, row, line, column and value of each kind (row numbers as in the fixture, header = line 1)
+    assert [(r["row"], r["line"]) for r in by_kind["malformed_line"]] == [(3, 4), (6, 7), (9, 10)]
+    assert all(r["file"].endswith("impressions.csv") for r in bad)
+    assert [(r["column"], r["value"]) for r in by_kind["wrong_type"]] == [
+        ("user_age", "abc"), ("item_price", "12,5"), ("hour", "7.5")]
+    assert [p["kind"] for p in by_kind["wrong_type"][2]["problems"]] == ["wrong_type", "missing_label"]
+    assert [(r["column"], r["value"]) for r in by_kind["non_finite"]] == [("item_price", "nan"),
+                                                                           ("user_activity", "inf")]
+    assert [r["column"] for r in by_kind["empty_id"]] == ["user_id", "item_id"]
+    assert [r["column"] for r in by_kind["missing_label"]] == ["click", "conversion"]
+    assert [(r["column"], r["value"]) for r in by_kind["label_out_of_range"]] == [("click", "2"),
+                                                                                   ("conversion", "-1")]
+    assert [(r["column"], r["value"]) for r in by_kind["impossible_labels"]] == [("action", "action=1, click=0")] * 2
+    assert all(r["raw"] for r in bad)
+    text = ceg.describe(q)
+    assert "16 bad rows of 46" in text and "column 'user_age': 'abc'" in text
+
+
+def test_too_many_bad_rows_fail_with_counts_and_the_quarantine_path(tmp_path):
+    with pytest.raises(ceg.BadRowsError) as e:
+        _run(tmp_path, max_bad_fraction=0.1)
+    msg = str(e.value)
+    assert msg.startswith(ceg.ERROR_PREFIX)
+    assert "34.78% of the rows are bad, more than max_bad_fraction 0.1" in msg
+    assert "impressions.csv: row 3 (line 4)" in msg and "quarantine" in msg
+
+
+def test_a_spec_column_missing_from_the_header_names_the_file_and_column(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(FIXTURE) as fh:
+        lines = fh.read().splitlines()
+    header = lines[0].split(",")
+    keep = [i for i, c in enumerate(header) if c != "conversion"]
+    with open(data / "x.csv", "w") as fh:
+        for line in [lines[0], lines[1]]:
+            fields = line.split(",")
+            fh.write(",".join(fields[i] for i in keep) + "\n")
+    spec = resolve_spec("synthetic")
+    header, types = ceg._file_layout(spec, str(data / "x.csv"))
+    with pytest.raises(ValueError, match=r"x.csv: the header has no column conversion"):
+        ceg.RowChecker(spec, header, types, str(data / "x.csv"))
