@@ -21,9 +21,14 @@ RUN python3 -m venv /opt/venv \
 COPY . /opt/msmt
 RUN pip install --no-cache-dir --no-deps /opt/msmt
 
-# Run as an unprivileged user.
-RUN useradd --create-home --uid 1000 msmt
-USER msmt
+# Run as an unprivileged user with a fixed uid/gid (1000). USER is numeric so that Kubernetes'
+# runAsNonRoot (Kubeflow pods) can verify it is not root. Everything above is installed by root and stays
+# read-only for the user; its home is the writable working directory. Mounted data/output directories
+# (e.g. -v /data:/data) must be writable by uid 1000 (or run with --user <uid>:<gid>).
+RUN groupadd --gid 1000 msmt \
+ && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/msmt msmt
+ENV HOME=/home/msmt
+USER 1000:1000
 WORKDIR /home/msmt
 ENTRYPOINT ["msmt"]
 CMD ["--help"]

@@ -39,6 +39,8 @@ class PipelineConfig:
       bulk_inference: add a BulkInferrer that scores the eval split with a blessed model.
       beam_args: Beam pipeline args (DirectRunner by default; Flink/Spark/Dataflow options pass through).
       enable_cache: reuse unchanged component executions.
+      max_bad_fraction: CSV input: the share of bad rows (malformed, wrong type, NaN, empty id, missing or
+        impossible label) the ExampleGen quarantines and skips; more fails the run (0 = any bad row fails).
     """
 
     data: str
@@ -57,6 +59,7 @@ class PipelineConfig:
     bulk_inference: bool = False
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
+    max_bad_fraction: float = 0.01
 
     def __post_init__(self):
         object.__setattr__(self, "output", _absolute(self.output))
@@ -121,6 +124,9 @@ class PipelineConfig:
         return int(self.span)
 
     def validate(self) -> None:
+        from pipeline.paths import check_config_paths, safe_name
+
+        check_config_paths(self)  # plain names, every derived path inside ``output`` (before any I/O)
         self.data_format  # noqa: B018 - raises on an unknown format
         if self.span not in (None, "", "latest"):
             if not str(self.span).isdigit():
@@ -136,7 +142,9 @@ class PipelineConfig:
         self.blessing_config()
         if not 0.0 < self.eval_fraction < 1.0:
             raise PipelineConfigError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
-        self.load_spec()
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise PipelineConfigError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        safe_name(self.load_spec().name, f"spec {self.spec}: name")
 
     def blessing_config(self):
         """The validated ``BlessingConfig``; ``min_auc`` is the default absolute threshold."""
