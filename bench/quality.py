@@ -178,7 +178,7 @@ def evaluate(args, paths) -> Dict:
                 r = json.loads(line)
                 done[(r["model"], r["seed"])] = r
     # seeds outermost: a run cut short still has every model for its first seeds
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, variant in args.variants.items():
             if (name, seed) in done:
                 results["runs"].append(done[(name, seed)])
@@ -303,7 +303,9 @@ def main(argv=None) -> int:
     p.add_argument("--output", default=os.path.join(REPO, "build", "bench-quality"))
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--days", type=int, default=4)
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds per model")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds run are FIRST_SEED .. FIRST_SEED+SEEDS-1 (e.g. to add seeds to an earlier run)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--learning-rate", type=float, default=0.002)
