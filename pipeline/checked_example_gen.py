@@ -116,7 +116,10 @@ class _CheckRows(beam.DoFn):
         types = dict(self._column_types)
         for name in header:
             types.setdefault(name, "string")
-        checker = RowChecker(self._spec, header, types, path)
+        try:
+            checker = RowChecker(self._spec, header, types, path)
+        except LogFileError as e:
+            raise LogFileError(f"{ERROR_PREFIX} {e}") from None
         row = 0
         for line_number, line in enumerate(lines, start=2):
             line = line.rstrip("\r\n")
@@ -158,9 +161,12 @@ def _CheckedCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any
     pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
     files = sorted(fileio.glob(pattern))
     if not files:
-        raise LogFileError(f"no file matches {pattern}")
-    header, types = _file_layout(spec, files[0])
-    RowChecker(spec, header, types, files[0])  # a spec column missing from the header fails here, early
+        raise LogFileError(f"{ERROR_PREFIX} no file matches {pattern}")
+    try:
+        header, types = _file_layout(spec, files[0])
+        RowChecker(spec, header, types, files[0])  # a spec column missing from the header fails here, early
+    except LogFileError as e:
+        raise LogFileError(f"{ERROR_PREFIX} {e}") from None
     quarantine = exec_properties[QUARANTINE_KEY]
     tag = hashlib.sha1(split_pattern.encode()).hexdigest()[:8]
     rows = (pipeline | "Files" >> beam.Create(files)

@@ -74,7 +74,8 @@ def _pipeline_config(args):
                           bulk_inference=getattr(args, "bulk_inference", False),
                           beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
                           enable_cache=not args.no_cache,
-                          max_bad_fraction=getattr(args, "max_bad_fraction", 0.01))
+                          max_bad_fraction=getattr(args, "max_bad_fraction", 0.01),
+                          max_scenario_shift=getattr(args, "max_scenario_shift", 0.1))
 
 
 def cmd_run(args) -> int:
@@ -176,6 +177,10 @@ def _add_run_options(p) -> None:
                         "out-of-range or impossible label) that are quarantined and skipped; above it the run "
                         "fails (default 0.01; 0 = fail on any bad row). Bad rows and reasons: "
                         "<examples>/quarantine/")
+    p.add_argument("--max-scenario-shift", type=float, default=0.1,
+                   help="ExampleValidator drift limit: the largest change of any scenario's share against the "
+                        "last accepted span (L-infinity; default 0.1); a larger shift, a changed column type or "
+                        "a missing column stops the run before Transform, and nothing is pushed")
     p.add_argument("--max-auc-drop", type=float,
                    help="blessing: largest tolerated AUC drop against the last blessed model (default 0.01)")
     p.add_argument("--blessing", help="YAML file with blessing thresholds per head and scenario "

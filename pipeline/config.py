@@ -41,6 +41,8 @@ class PipelineConfig:
       enable_cache: reuse unchanged component executions.
       max_bad_fraction: CSV input: the share of bad rows (malformed, wrong type, NaN, empty id, missing or
         impossible label) the ExampleGen quarantines and skips; more fails the run (0 = any bad row fails).
+      max_scenario_shift: the ExampleValidator's drift limit on the scenario mix against the last accepted
+        span: the largest change of any scenario's share (L-infinity distance); more stops the run.
     """
 
     data: str
@@ -60,6 +62,7 @@ class PipelineConfig:
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
     max_bad_fraction: float = 0.01
+    max_scenario_shift: float = 0.1
 
     def __post_init__(self):
         object.__setattr__(self, "output", _absolute(self.output))
@@ -142,6 +145,8 @@ class PipelineConfig:
         self.blessing_config()
         if not 0.0 < self.eval_fraction < 1.0:
             raise PipelineConfigError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        if not 0.0 < self.max_scenario_shift <= 1.0:
+            raise PipelineConfigError(f"max_scenario_shift must be in (0, 1], got {self.max_scenario_shift}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise PipelineConfigError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
         safe_name(self.load_spec().name, f"spec {self.spec}: name")

@@ -2,7 +2,8 @@
 
 ExampleGen (CSV rows checked against the spec with a quarantine, TFRecord, Parquet; ``{SPAN}`` patterns read
 one daily span) -> StatisticsGen -> SchemaGen
--> ExampleValidator -> Transform (``features.preprocessing.preprocessing_fn``) -> Trainer
+-> ExampleValidator (:mod:`pipeline.data_validator`: against the last accepted span; anomalies stop the run)
+-> Transform (``features.preprocessing.preprocessing_fn``) -> Trainer
 (``models.trainer.run_fn``; optionally warm-started from the last blessed model) -> Evaluator (TFMA per
 scenario; the candidate against the last blessed model found by the ``LatestBlessedModel`` resolver) ->
 Pusher (:class:`pipeline.pusher.ServingPusher`: only a blessed model, atomically) -> optional BulkInferrer.
@@ -19,6 +20,7 @@ from tfx.dsl.components.base import executor_spec
 
 from pipeline import checked_example_gen
 from pipeline.config import PipelineConfig, hash_buckets
+from pipeline.data_validator import GatedExampleValidator, latest_accepted_statistics_resolver
 from pipeline.eval_config import build_eval_config
 from pipeline.pusher import ServingPusher
 
@@ -71,11 +73,15 @@ def create_components(config: PipelineConfig) -> List:
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                           infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
-                                                        schema=schema_gen.outputs["schema"])
+    accepted_statistics = latest_accepted_statistics_resolver()
+    example_validator = GatedExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        baseline_statistics=accepted_statistics.outputs["statistics"], scenario_feature=spec.scenario.name,
+        max_scenario_shift=config.max_scenario_shift).with_id("ExampleValidator")
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()})
+    transform.add_upstream_node(example_validator)  # anomalies stop the run before Transform and Trainer
     resolver = _latest_blessed_model_resolver()
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
@@ -95,8 +101,8 @@ def create_components(config: PipelineConfig) -> List:
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         examples=example_gen.outputs["examples"], serving_root=config.serving_dir,
         model_name=config.serving_model_name).with_id("Pusher")
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, resolver, trainer,
-                  evaluator, pusher]
+    components = [example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator, transform,
+                  resolver, trainer, evaluator, pusher]
     if config.bulk_inference:
         components.append(tfx.components.BulkInferrer(
             examples=example_gen.outputs["examples"], model=trainer.outputs["model"],

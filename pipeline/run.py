@@ -141,16 +141,18 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
 
 
 def _rejected_input(log_path: str) -> Optional[str]:
-    """The checked ExampleGen's rejection message (first line and its indented detail lines), if logged."""
-    from pipeline.checked_example_gen import ERROR_PREFIX
+    """The checked ExampleGen's or the ExampleValidator's rejection (first line and its indented detail
+    lines), if logged."""
+    from pipeline.checked_example_gen import ERROR_PREFIX as BAD_ROWS
+    from pipeline.data_validator import ERROR_PREFIX as ANOMALIES
 
     with open(log_path, errors="replace") as fh:
         lines = fh.read().splitlines()
-    starts = [i for i, line in enumerate(lines) if ERROR_PREFIX in line]
+    starts = [(i, p) for i, line in enumerate(lines) for p in (BAD_ROWS, ANOMALIES) if p in line]
     if not starts:
         return None
-    i = starts[-1]
-    block = [lines[i][lines[i].index(ERROR_PREFIX):]]
+    i, prefix = starts[-1]
+    block = [lines[i][lines[i].index(prefix):]]
     for line in lines[i + 1:]:
         if not line.startswith("  "):
             break

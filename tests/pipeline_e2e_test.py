@@ -103,7 +103,8 @@ def test_pushed_model_serves_serialized_examples(synthetic_run, tmp_path):
 
 
 def test_unchanged_rerun_trains_nothing_and_publishes_no_new_version(synthetic_run):
-    """Same data and config: everything up to the Trainer is CACHED. The Evaluator runs once more (the resolver
+    """Same data and config: everything up to the Trainer is CACHED, except the ExampleValidator, which checks
+    every run against the last accepted span (now the first run's). The Evaluator runs once more (the resolver
     now gives it the model itself as baseline) and the Pusher sees the model is already served."""
     root, out, _ = synthetic_run
     before = _versions(out)
@@ -112,7 +113,10 @@ def test_unchanged_rerun_trains_nothing_and_publishes_no_new_version(synthetic_r
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     _, runs = _pipeline_states(str(out))
     states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
-    assert all(states[c] == "CACHED" for c in COMPONENT_ORDER[:6]), states
+    upstream = ("ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer")
+    assert all(states[c] == "CACHED" for c in upstream), states
+    assert states["ExampleValidator"] == "COMPLETE", states
+    assert _component(runs, "ExampleValidator").inputs.get("baseline_statistics"), "no accepted baseline resolved"
     pushed = _component(runs, "Pusher").outputs["pushed_model"][0]
     assert mlmd.custom_property(pushed, "pushed") == 1
     assert mlmd.custom_property(pushed, "pushed_destination") == str(out / "serving" / "msmt" / before[-1])
@@ -150,9 +154,9 @@ def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     _, runs = _pipeline_states(str(out))
     states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
-    upstream = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform")
+    upstream = ("ExampleGen", "StatisticsGen", "SchemaGen", "Transform")
     assert all(states[c] == "CACHED" for c in upstream), states
-    assert all(states[c] == "COMPLETE" for c in ("Trainer", "Evaluator", "Pusher")), states
+    assert all(states[c] == "COMPLETE" for c in ("ExampleValidator", "Trainer", "Evaluator", "Pusher")), states
     bulk = run_python(BULK_CHILD, str(tmp_path / "bulk.json"),
                       [_component(runs, "BulkInferrer").outputs["inference_result"][0].uri])
     assert bulk["n"] > 100 and {"ctr", "ctavr", "ctcvr", "xcvr"} <= set(bulk["heads"]), bulk
