@@ -8,7 +8,8 @@ Outputs (one dense tensor of shape ``[batch]`` per feature unless noted):
   vocabulary). ``hash`` encoding: ``to_hash_bucket_fast(value) in [0, hash_buckets)``. Missing -> ``""``.
 * numeric / float prior -> ``float32``: :math:`x' = x` if finite else ``default``; then
   :math:`z = (x' - \\mu) / \\sigma` (``zscore``) or :math:`z = (\\log(1 + \\max(x', 0)) - \\mu) / \\sigma`
-  (``log1p_zscore``); plus ``<name>__bucket`` (quantile bucket index) when ``buckets > 0``.
+  (``log1p_zscore``), clipped to :math:`[-Z_{max}, Z_{max}]` (``Z_MAX`` = 8) so that an absurd value at serving
+  time (1e30) cannot saturate every head; plus ``<name>__bucket`` (quantile bucket index) when ``buckets > 0``.
 * multivalent -> ``int64 [batch, MULTIVALENT_MAX_VALUES]`` vocabulary ids, padded with ``-1``.
 * scenario -> ``int64`` index into the spec's ``values``; any other value (or missing) -> ``len(values)``,
   the unknown-scenario slot.
@@ -27,6 +28,7 @@ from features.labels import label_key
 from features.spec import Feature, FeatureSpec, spec_from_dict
 
 MULTIVALENT_MAX_VALUES = 8
+Z_MAX = 8.0
 
 
 def _to_dense_1d(x, default):
@@ -67,7 +69,7 @@ def _numeric(f: Feature, x) -> Dict[str, tf.Tensor]:
     x = tf.where(tf.math.is_finite(x), x, tf.constant(f.default, tf.float32))
     if f.transform == "log1p_zscore":
         x = tf.math.log1p(tf.maximum(x, 0.0))
-    out = {f.name: x if f.transform == "none" else tft.scale_to_z_score(x)}
+    out = {f.name: x if f.transform == "none" else tf.clip_by_value(tft.scale_to_z_score(x), -Z_MAX, Z_MAX)}
     if f.buckets:
         out[f.name + "__bucket"] = tft.bucketize(x, f.buckets)
     return out

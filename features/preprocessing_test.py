@@ -45,7 +45,8 @@ train = [
     dict(user_id=b"u3", item_id=b"i1", scen=b"b", price=[e * e - 1], age=3, tags=b"y;z;y", c=0, v=0, a=0),
 ]
 serve = [dict(user_id=b"u1", item_id=b"never", scen=b"zzz", price=[float("nan")], age=99, tags=b"q;x",
-              c=0, v=0, a=0)]
+              c=0, v=0, a=0),
+         dict(user_id=b"u1", item_id=b"i1", scen=b"a", price=[1e30], age=3, tags=b"x", c=0, v=0, a=0)]
 with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
     (out, out_meta), transform_fn = (train, meta) | tft_beam.AnalyzeAndTransformDataset(
         build_preprocessing_fn(spec))
@@ -89,6 +90,8 @@ def test_numeric_missing_imputed_then_log1p_zscore(transformed):
     assert got == pytest.approx([(x - mean) / std for x in logs], abs=1e-5)
     # NaN at serving time is imputed with the default (0 -> log1p 0)
     assert transformed["serve"][0]["price"] == pytest.approx((0.0 - mean) / std, abs=1e-5)
+    # an absurd value is clipped to Z_MAX (log1p(1e30) = 69 would give z = 82)
+    assert transformed["serve"][1]["price"] == pytest.approx(8.0)
 
 
 def test_vocabulary_with_oov_buckets(transformed):

@@ -322,7 +322,7 @@ class _ExportCheck:
             "TF2 signature serving_default", self.tf2_serving)
         if ok_tf1 and ok_tf2:
             r.step("TF1 and TF2 agree", self.tf1_vs_tf2)
-        labels = list((self.metadata.get("spec") or {}).get("labels", {}).values())
+        labels = [c for c in ((self.metadata.get("spec") or {}).get("labels", {}).values()) if isinstance(c, str)]
         has_labels = self._examples_have(labels)
         for name in sorted(set(self.loaded.signatures) - {SERVING_SIGNATURE}):
             if name == PREDICT_RAW_SIGNATURE:

@@ -1,10 +1,15 @@
 """SavedModel serving signatures with the TFT transform graph inside (DESIGN.md section 8).
 
 * ``serving_default``: one string input ``examples`` (serialized ``tf.Example``) -> ``{head: [batch]}``
-  probabilities. This is the signature TF Serving, BulkInferrer and RunInference call.
+  probabilities. This is the signature TF Serving, BulkInferrer and RunInference call. Parsed with
+  :func:`serving_feature_spec`: only the id and scenario features (``REQUIRED_ROLES``) are required; a request
+  without one fails with ``InvalidArgumentError: ... Feature: <name> (data type: ...) is required but could
+  not be found``. Any other feature may be left out and is then the missing value (``""``, ``0``, NaN)
+  that the transform imputes, exactly as ``predict_raw`` given that value.
 * ``predict_raw``: one named input per raw feature column, shape ``[batch]``, with the dtype of the raw
   parsing spec (string / int64 / float32; a multivalent feature is its raw separator-joined string; a
-  missing float is NaN) -> the same dict as ``serving_default``.
+  missing float is NaN) -> the same dict as ``serving_default``. Inputs with different numbers of rows
+  fail with an ``InvalidArgumentError`` naming them.
 * ``transform_features``: serialized examples (features and labels) -> every transformed feature.
 * ``eval_labels``: serialized examples -> only the transformed label targets (``label_ctcvr`` ...). TFMA runs
   it as a preprocessing function to get labels; it returns no features, so TFMA slices on the raw columns
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterable, Mapping, Sequence
+from typing import Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -38,12 +43,46 @@ EVAL_LABELS_SIGNATURE = "eval_labels"
 ASSETS_EXTRA = "assets.extra"
 EXPORT_METADATA_FILE = "msmt_export.json"
 RAW_DTYPES = {tf.string: "string", tf.int64: "int64", tf.float32: "float32"}
+REQUIRED_ROLES = ("id", "scenario")
+_MISSING = {"string": b"", "int64": 0, "float32": float("nan")}
 
 
 def raw_feature_spec(tf_transform_output, columns: Iterable[str]) -> Dict[str, object]:
     """The raw parsing spec restricted to ``columns`` that the data's schema has."""
     full = tf_transform_output.raw_feature_spec()
     return {c: full[c] for c in columns if c in full}
+
+
+def required_features(spec: FeatureSpec, columns: Iterable[str]) -> List[str]:
+    """The features of ``spec`` among ``columns`` whose role is in ``REQUIRED_ROLES`` (ids and scenario).
+
+    A request without them cannot be attributed or routed, so it is refused; an unseen or empty value is a
+    legitimate cold-start request and is scored.
+    """
+    columns = set(columns)
+    return [f.name for f in spec.features if f.role in REQUIRED_ROLES and f.name in columns]
+
+
+def serving_feature_spec(tf_transform_output, spec: FeatureSpec) -> Dict[str, object]:
+    """The parsing spec of ``serving_default`` requests: the raw spec of the features, where every
+    single-valued ``FixedLenFeature`` without a default, except :func:`required_features`, gets the missing
+    value of its dtype (``""``, ``0``, NaN) as default. That is what ``predict_raw`` and
+    :func:`raw_inputs_from_examples` use for a missing value, and what the transform treats as missing
+    (NaN floats are imputed with the spec's ``default``). The schema infers ``FixedLenFeature`` for every
+    column its training data always had, which would otherwise make a request lacking any of them fail.
+    A required feature keeps its schema form: one the data always had stays required; one the data
+    sometimes lacked (``VarLenFeature``) stays optional, as it was in training.
+    """
+    parse = raw_feature_spec(tf_transform_output, [f.name for f in spec.features])
+    required = set(required_features(spec, parse))
+    out = {}
+    for name, s in parse.items():
+        if (name not in required and isinstance(s, tf.io.FixedLenFeature) and s.default_value is None
+                and list(s.shape) in ([], [1]) and s.dtype in RAW_DTYPES):
+            missing = _MISSING[RAW_DTYPES[s.dtype]]
+            s = tf.io.FixedLenFeature(s.shape, s.dtype, default_value=[missing] if s.shape else missing)
+        out[name] = s
+    return out
 
 
 def _raw_dtype_name(name: str, parse_spec) -> str:
@@ -66,6 +105,18 @@ def _as_parsed(name: str, x: tf.Tensor, parse_spec):
                      f"VarLenFeature, not {parse_spec}")
 
 
+def _same_batch_size(features: Mapping[str, tf.Tensor]) -> List[tf.Operation]:
+    """Assertions that every ``predict_raw`` input has as many rows as the first one (in name order); a
+    mismatch fails with an ``InvalidArgumentError`` naming both inputs instead of deep inside the model."""
+    names = sorted(features)
+    rows = tf.shape(features[names[0]])[0]
+    return [tf.debugging.assert_equal(
+        tf.shape(features[k])[0], rows,
+        message=f"predict_raw: input {k} has a different number of rows than input {names[0]}; every raw "
+                f"input must have one value per row")
+        for k in names[1:]]
+
+
 def _predict(model, raw) -> Dict[str, tf.Tensor]:
     outputs = model(model.tft_layer(raw), training=False)
     return {k: tf.reshape(tf.cast(v, tf.float32), [-1]) for k, v in outputs.items()}
@@ -75,17 +126,20 @@ def build_signatures(model, tf_transform_output, spec: FeatureSpec) -> Dict[str,
     """Concrete functions for ``serving_default``, ``predict_raw``, ``transform_features``, ``eval_labels``."""
     model.tft_layer = tf_transform_output.transform_features_layer()
     feature_spec = raw_feature_spec(tf_transform_output, [f.name for f in spec.features])
+    request_spec = serving_feature_spec(tf_transform_output, spec)
     full_spec = raw_feature_spec(tf_transform_output, [f.name for f in spec.features]
                                  + list(spec.label_columns.values()))
     raw_inputs = {name: tf.TensorSpec([None], s.dtype, name=name) for name, s in feature_spec.items()}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(examples):
-        return _predict(model, tf.io.parse_example(examples, feature_spec))
+        return _predict(model, tf.io.parse_example(examples, request_spec))
 
     @tf.function(input_signature=[raw_inputs])
     def predict_raw(features):
-        return _predict(model, {k: _as_parsed(k, features[k], s) for k, s in feature_spec.items()})
+        with tf.control_dependencies(_same_batch_size(features)):
+            parsed = {k: _as_parsed(k, tf.identity(features[k]), s) for k, s in feature_spec.items()}
+        return _predict(model, parsed)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def transform_features(examples):
@@ -147,7 +201,6 @@ def export_saved_model(model, tf_transform_output, spec: FeatureSpec, export_dir
     return export_dir
 
 
-_MISSING = {"string": b"", "int64": 0, "float32": float("nan")}
 _NUMPY_DTYPES = {"string": object, "int64": np.int64, "float32": np.float32}
 
 

@@ -107,3 +107,42 @@ def test_export_metadata_round_trip_and_missing_file(tmp_path):
     assert signatures.read_export_metadata(str(tmp_path)) == meta
     with pytest.raises(FileNotFoundError, match=r"nothing/assets.extra/msmt_export.json: no export metadata"):
         signatures.read_export_metadata(str(tmp_path / "nothing"))
+
+
+def test_serving_default_requires_only_ids_and_scenario(sigs):
+    assert signatures.required_features(SPEC, RAW_FEATURES) == ["user_id", "scenario"]
+    parse = signatures.serving_feature_spec(StubTransformOutput(), SPEC)
+    assert parse["user_id"] == RAW_SPEC["user_id"] and parse["scenario"] == RAW_SPEC["scenario"]
+    assert parse["age"] == tf.io.FixedLenFeature([1], tf.int64, default_value=[0])
+    assert parse["tags"] == tf.io.FixedLenFeature([1], tf.string, default_value=[b""])
+    assert parse["price"] == RAW_SPEC["price"] and "click" not in parse
+
+
+def test_a_missing_optional_feature_is_scored_like_its_missing_value(sigs):
+    ex = tf.train.Example.FromString(EXAMPLES[0])
+    for name in ("age", "tags", "price"):
+        del ex.features.feature[name]
+    served = sigs["serving_default"](tf.constant([ex.SerializeToString()]))
+    raw = signatures.raw_inputs_from_examples([ex.SerializeToString()], RAW_FEATURES)
+    assert raw["age"].tolist() == [0] and raw["tags"].tolist() == [b""] and np.isnan(raw["price"][0])
+    predicted = sigs["predict_raw"]({k: tf.constant(v) for k, v in raw.items()})
+    for head in served:
+        assert np.isfinite(served[head].numpy()).all()
+        np.testing.assert_allclose(predicted[head].numpy(), served[head].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["user_id", "scenario"])
+def test_a_missing_required_feature_fails_clearly_and_the_next_request_is_served(sigs, name):
+    ex = tf.train.Example.FromString(EXAMPLES[0])
+    del ex.features.feature[name]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"Feature: {name} \(data type: string\) is required"):
+        sigs["serving_default"](tf.constant([EXAMPLES[1], ex.SerializeToString()]))
+    assert sigs["serving_default"](tf.constant(EXAMPLES))["ctr"].shape == (3,)
+
+
+def test_predict_raw_inputs_with_different_row_counts_fail_naming_the_input(sigs):
+    raw = signatures.raw_inputs_from_examples(EXAMPLES, RAW_FEATURES)
+    raw["user_id"] = raw["user_id"][:2]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="predict_raw: input user_id has a different number of rows than input age"):
+        sigs["predict_raw"]({k: tf.constant(v) for k, v in raw.items()})

@@ -42,3 +42,17 @@ def run_cli(args: List[str], timeout: int = 1500) -> subprocess.CompletedProcess
     """Run ``python -m pipeline.cli ARGS`` and return the completed process (output captured)."""
     return subprocess.run([sys.executable, "-m", "pipeline.cli"] + args, cwd=REPO_ROOT, env=child_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def newest_pushed_version(out) -> str:
+    """The newest version directory the pipeline run at ``out`` pushed (``out/serving/msmt/<version>``)."""
+    import glob
+
+    versions = glob.glob(os.path.join(str(out), "serving", "msmt", "*", "saved_model.pb"))
+    assert versions, "the run pushed no model"
+    return max((os.path.dirname(v) for v in versions), key=lambda d: int(os.path.basename(d)))
+
+
+def eval_examples_glob(out) -> str:
+    """Glob of the eval split ExampleGen wrote for the pipeline run at ``out`` (gzipped tf.Example files)."""
+    return os.path.join(str(out), "pipeline_root", "CsvExampleGen", "examples", "*", "Split-eval", "*")
