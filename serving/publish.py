@@ -103,6 +103,20 @@ def find_published(serving_root: str, model_name: str, source: str) -> Optional[
     return None
 
 
+FAULT_PAUSE_ENV = "MSMT_FAULT_PAUSE_BEFORE_PUBLISH"
+
+
+def _fault_pause() -> None:
+    """Fault injection for crash tests: with ``MSMT_FAULT_PAUSE_BEFORE_PUBLISH=<seconds>`` in the
+    environment, wait that long with the copy complete but not yet renamed, so a test can kill the process
+    exactly during a push. Unset in normal runs (no effect)."""
+    seconds = os.environ.get(FAULT_PAUSE_ENV)
+    if seconds:
+        import time
+
+        time.sleep(float(seconds))
+
+
 def publish_version(model_dir: str, serving_root: str, model_name: str, warmup_examples: Sequence[bytes] = (),
                     version: Optional[int] = None, source: Optional[str] = None) -> str:
     """Copy the SavedModel ``model_dir`` to ``<serving_root>/<model_name>/<version>`` atomically.
@@ -132,6 +146,7 @@ def publish_version(model_dir: str, serving_root: str, model_name: str, warmup_e
             with open(_source_path(incoming), "w", encoding="utf-8") as fh:
                 fh.write(source + "\n")
         fsync_tree(incoming)
+        _fault_pause()
         os.rename(incoming, final)
     except BaseException:
         shutil.rmtree(incoming, ignore_errors=True)
