@@ -9,6 +9,12 @@ transformed examples and exports a SavedModel with the serving signatures (``ser
 Warm start restores the base model's variables by their object path. It succeeds only when the model and its
 config are unchanged and every table has the same shape (hashed ids, or vocabularies of the same size);
 otherwise the Trainer trains from scratch and says why in the log and in ``train_summary.json``.
+
+Determinism: :func:`make_deterministic` seeds Python, NumPy and TensorFlow with ``TrainConfig.seed`` and turns on
+TensorFlow op determinism (which also makes every ``tf.data`` transformation keep its order); the input files are
+listed and shuffled with the same seed, and read in order (``sloppy_ordering=False``). The same data, config and
+seed then give the same weights and metrics on the same machine (CPU). ``train_summary.json`` records the seed
+and the sha256 of the repository's ``requirements.lock`` (the pinned environment), when it is there.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import tf_keras as keras
 from tfx_bsl.public import tfxio
 
 from features.dims import input_dims
+from features.fingerprint import file_sha256
 from features.spec import spec_from_dict
 from models.config import TrainConfig, parse_config
 from models.distribution import choose_strategy, set_mixed_precision
@@ -31,6 +38,18 @@ from models.registry import build_model
 from serving.signatures import export_saved_model
 
 TRAIN_SUMMARY_FILE = "train_summary.json"
+LOCK_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.lock")
+SHUFFLE_BUFFER = 20_000
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and TensorFlow's global seed, and enable TF op determinism.
+
+    Op determinism makes every op pick a deterministic kernel (or fail loudly when there is none) and forces
+    ``tf.data.Options.deterministic``; on CPU it costs next to nothing. It is process-wide and stays on.
+    """
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def warm_start(model, base_model_dir: str, sample_batch) -> str:
@@ -48,10 +67,12 @@ def warm_start(model, base_model_dir: str, sample_batch) -> str:
 
 
 def _dataset(fn_args, files, tf_transform_output, batch_size: int, shuffle: bool, epochs, seed: int):
+    """Batches of transformed examples; the file order and the shuffle are seeded, reading keeps the order."""
     return fn_args.data_accessor.tf_dataset_factory(
         files,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=epochs, shuffle=shuffle,
-                                       shuffle_seed=seed, shuffle_buffer_size=20_000),
+                                       shuffle_seed=seed, shuffle_buffer_size=SHUFFLE_BUFFER,
+                                       sloppy_ordering=False),
         tf_transform_output.transformed_metadata.schema,
     ).prefetch(tf.data.AUTOTUNE)
 
@@ -61,7 +82,7 @@ def run_fn(fn_args) -> None:
     cc: Dict[str, Any] = fn_args.custom_config or {}
     spec = spec_from_dict(cc["spec"], source="Trainer custom_config['spec']")
     train_cfg = parse_config(TrainConfig, cc.get("train"), source="Trainer custom_config['train']")
-    keras.utils.set_random_seed(train_cfg.seed)
+    make_deterministic(train_cfg.seed)
     set_mixed_precision(train_cfg.mixed_precision)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     dims = input_dims(spec, tf_transform_output.vocabulary_size_by_name)
@@ -98,6 +119,9 @@ def run_fn(fn_args) -> None:
         "input_dims": dims.to_dict(),
         "outputs": list(model.output_keys),
         "warm_start": warm,
+        "seed": train_cfg.seed,
+        "deterministic": True,
+        "lock_sha256": file_sha256(LOCK_FILE),
     }
     os.makedirs(log_dir, exist_ok=True)
     with open(os.path.join(log_dir, TRAIN_SUMMARY_FILE), "w") as fh:

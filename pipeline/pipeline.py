@@ -21,6 +21,7 @@ from tfx.dsl.components.base import executor_spec
 from pipeline import checked_example_gen
 from pipeline.config import PipelineConfig, hash_buckets
 from pipeline.data_validator import GatedExampleValidator, latest_accepted_statistics_resolver
+from pipeline.deterministic_transform import DeterministicTransform
 from pipeline.eval_config import build_eval_config
 from pipeline.pusher import ServingPusher
 
@@ -78,9 +79,9 @@ def create_components(config: PipelineConfig) -> List:
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
         baseline_statistics=accepted_statistics.outputs["statistics"], scenario_feature=spec.scenario.name,
         max_scenario_shift=config.max_scenario_shift).with_id("ExampleValidator")
-    transform = tfx.components.Transform(
+    transform = DeterministicTransform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()})
+        preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()}).with_id("Transform")
     transform.add_upstream_node(example_validator)  # anomalies stop the run before Transform and Trainer
     resolver = _latest_blessed_model_resolver()
     trainer = tfx.components.Trainer(

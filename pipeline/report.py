@@ -11,6 +11,14 @@ to ``<run_dir>/report/``:
 * ``roc_<slice>.png``: ROC curves of every head on one slice (from TFMA's ConfusionMatrixPlot).
 * ``calibration_<head>.png``: mean label vs mean prediction per prediction bin, one curve per slice (from
   TFMA's CalibrationPlot, re-binned to bins of equal weight).
+* ``report.json``: the same in machine-readable form: the evaluation, the verdict, the candidate's metrics per
+  ``head/slice``, and the reproducibility record.
+
+Both record what reproduces the run (section "Reproducibility", :func:`reproducibility`): the training seed
+(from the Trainer's ``train_summary.json``, else its ``custom_config``, else the run config in ``logs/``), the
+sha256 of the repository's ``requirements.lock`` (the pinned environment; also the one the Trainer recorded),
+and the data fingerprint: the ExampleGen Examples artifact's ``input_fingerprint`` (files, bytes and mtimes of
+the input), span and version, from ML Metadata.
 
 The baseline is the last blessed model when the Evaluator evaluated one (model spec ``baseline``), or the
 candidate of another run given as ``baseline_run_dir`` (which then takes precedence).
@@ -28,9 +36,14 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from features.fingerprint import file_sha256
 from pipeline.results import OVERALL, read_tfrecords, slice_name
 
 REPORT_DIR = "report"
+REPORT_JSON = "report.json"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCK_FILE = os.path.join(REPO_ROOT, "requirements.lock")
+TRAIN_SUMMARY_FILE = "train_summary.json"  # written by models.trainer.run_fn into the Trainer's model_run
 HEAD_ORDER = ("ctr", "ctavr", "ctcvr", "xcvr", "cvr")
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -293,6 +306,162 @@ def read_evaluation(ref: EvaluationRef) -> Evaluation:
     return Evaluation(ref, metrics, diffs, plots, validation, eval_config, locations)
 
 
+# ------------------------------------------------------------------------------------ reproducibility
+@dataclasses.dataclass
+class Reproducibility:
+    """What reproduces a run: the training seed, the pinned environment and the input data.
+
+    ``*_source`` fields say where a value was read. ``trainer_lock_sha256``: the lock-file hash the Trainer
+    recorded in ``train_summary.json`` (None when it did not); it differs from ``lock_sha256`` (the repository's
+    ``requirements.lock`` when the report is written) when the environment changed since training.
+    """
+
+    seed: Optional[int] = None
+    seed_source: Optional[str] = None
+    lock_file: str = LOCK_FILE
+    lock_sha256: Optional[str] = None
+    trainer_lock_sha256: Optional[str] = None
+    data_fingerprint: Optional[str] = None
+    span: Optional[int] = None
+    version: Optional[int] = None
+    examples_uri: Optional[str] = None
+    data_source: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _read_json(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _seed_of_train_dict(train: Any) -> Optional[int]:
+    """The seed a Trainer uses for a ``TrainConfig`` dict (its ``seed`` key, else the TrainConfig default)."""
+    from models.config import TrainConfig
+
+    if not isinstance(train, dict):
+        return None
+    seed = train.get("seed", TrainConfig.seed)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _apply_train_summary(rep: Reproducibility, model_run_uri: Optional[str]) -> None:
+    summary = _read_json(os.path.join(model_run_uri, TRAIN_SUMMARY_FILE)) if model_run_uri else None
+    if not summary:
+        return
+    if rep.seed is None and isinstance(summary.get("seed"), int):
+        rep.seed, rep.seed_source = summary["seed"], f"Trainer {os.path.join(model_run_uri, TRAIN_SUMMARY_FILE)}"
+    rep.trainer_lock_sha256 = rep.trainer_lock_sha256 or summary.get("lock_sha256")
+
+
+def _apply_mlmd(rep: Reproducibility, run_dir: str) -> bool:
+    """Data fingerprint, span and version of the latest run's ExampleGen output; the Trainer's seed.
+    Returns whether ML Metadata knew the latest run's Trainer."""
+    path = os.path.join(run_dir, "metadata.sqlite")
+    if not os.path.exists(path):
+        return False
+    from pipeline import mlmd
+
+    store = mlmd.open_store(path)
+    name = _pipeline_name(run_dir, store)
+    if not name:
+        return False
+    runs = mlmd.latest_run(store, name)
+    example_gen = next((r for k, r in sorted(runs.items()) if k.endswith("ExampleGen")), None)
+    examples = (example_gen.outputs.get("examples") or []) if example_gen else []
+    if examples:
+        a = examples[0]
+        rep.examples_uri = a.uri
+        rep.data_fingerprint = mlmd.custom_property(a, "input_fingerprint")
+        span, version = mlmd.custom_property(a, "span"), mlmd.custom_property(a, "version")
+        rep.span = None if span is None else int(span)
+        rep.version = None if version is None else int(version)
+        rep.data_source = f"ML Metadata: {example_gen.component} Examples artifact {a.id}"
+    trainer = next((r for k, r in runs.items() if k.endswith("Trainer")), None)
+    if trainer is None:
+        return False
+    _apply_train_summary(rep, _first_uri(trainer.outputs.get("model_run")))
+    if rep.seed is None:  # an older Trainer: the seed it was configured with
+        executions = store.get_executions_by_id([trainer.execution_id])
+        raw = mlmd.custom_property(executions[0], "custom_config") if executions else None
+        try:
+            cc = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            cc = None
+        seed = _seed_of_train_dict((cc or {}).get("train", {})) if isinstance(cc, dict) else None
+        if seed is not None:
+            rep.seed, rep.seed_source = seed, f"Trainer custom_config (execution {trainer.execution_id})"
+    return True
+
+
+def _first_uri(artifacts) -> Optional[str]:
+    return artifacts[0].uri if artifacts else None
+
+
+def _newest_numbered(pattern: str) -> Optional[str]:
+    found = [(int(os.path.basename(d)), d) for d in glob.glob(pattern) if os.path.basename(d).isdigit()]
+    return max(found)[1] if found else None
+
+
+def reproducibility(run_dir: str) -> Reproducibility:
+    """The seed, lock-file hash and data fingerprint of the run in ``run_dir`` (fields None when unknown).
+
+    ML Metadata first; without it, the newest ``pipeline_root/Trainer/model_run/<n>/train_summary.json``; the
+    seed last from the newest ``logs/pipeline-config-*.json`` that ``msmt run`` wrote.
+    """
+    run_dir = os.path.abspath(run_dir)
+    rep = Reproducibility(lock_sha256=file_sha256(LOCK_FILE))
+    try:
+        trainer_known = _apply_mlmd(rep, run_dir)
+    except Exception:  # an unreadable or foreign MLMD store: fall back to the files
+        trainer_known = False
+    if not trainer_known:
+        _apply_train_summary(rep, _newest_numbered(os.path.join(run_dir, "pipeline_root", "Trainer", "model_run",
+                                                                "*")))
+    if rep.seed is None:
+        configs = sorted(glob.glob(os.path.join(run_dir, "logs", "pipeline-config-*.json")))
+        cfg = _read_json(configs[-1]) if configs else None
+        seed = _seed_of_train_dict(cfg.get("train", {})) if cfg else None
+        if seed is not None:
+            rep.seed, rep.seed_source = seed, f"run config {configs[-1]}"
+    return rep
+
+
+def _reproducibility_section(rep: Reproducibility) -> List[str]:
+    def code(v) -> str:
+        return f"`{v}`" if v not in (None, "") else "unknown"
+
+    lock = code(rep.lock_sha256) if rep.lock_sha256 else f"unknown (no {rep.lock_file})"
+    data = code(rep.data_fingerprint)
+    if rep.span is not None or rep.version is not None:
+        data += f", span {rep.span if rep.span is not None else '-'}"
+        data += f", version {rep.version}" if rep.version is not None else ""
+    lines = ["## Reproducibility", "",
+             "With the run config (`logs/pipeline-config-*.json`), these identify what a rerun needs to reproduce "
+             "the metrics above (to 1e-6 on CPU): the input data, the training seed (the Trainer seeds Python, "
+             "NumPy and TensorFlow and runs with TensorFlow op determinism) and the pinned environment.", "",
+             "| what | value | from |", "|---|---|---|",
+             f"| training seed | {code(rep.seed)} | {rep.seed_source or '-'} |",
+             f"| lock-file sha256 | {lock} | `{os.path.basename(rep.lock_file)}` of `{os.path.dirname(rep.lock_file)}` |",
+             f"| data fingerprint | {data} | {rep.data_source or '-'} (ExampleGen `input_fingerprint`) |"]
+    if rep.examples_uri:
+        lines.append(f"| examples | `{rep.examples_uri}` | |")
+    lines.append("")
+    if rep.trainer_lock_sha256 and rep.lock_sha256 and rep.trainer_lock_sha256 != rep.lock_sha256:
+        lines += [f"Warning: the Trainer ran with a different lock file (sha256 `{rep.trainer_lock_sha256}`): "
+                  "the environment changed since training.", ""]
+    return lines
+
+
+def _json_number(v: Any) -> Any:
+    return None if isinstance(v, float) and (math.isnan(v) or math.isinf(v)) else v
+
+
 # ------------------------------------------------------------------------------------ formatting
 def _f(v: Optional[float], fmt: str = ".4f") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -517,7 +686,8 @@ def _plot_calibration(ev: Evaluation, out_dir: str) -> List[Tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------ entry points
 def write_report(run_dir: str, output_dir: Optional[str] = None, baseline_run_dir: Optional[str] = None) -> str:
-    """Writes ``report.md`` and the PNG plots of the run's latest evaluation; returns the path of report.md.
+    """Writes ``report.md``, ``report.json`` and the PNG plots of the run's latest evaluation; returns the path
+    of report.md.
 
     Raises :class:`ReportError` when ``run_dir`` (or ``baseline_run_dir``) holds no evaluation.
     """
@@ -546,6 +716,8 @@ def write_report(run_dir: str, output_dir: Optional[str] = None, baseline_run_di
     lines.append("")
     lines += _blessing_section(ev)
     lines += _metrics_section(ev, baseline, baseline_label)
+    rep = reproducibility(run_dir)
+    lines += _reproducibility_section(rep)
     roc = _plot_roc(ev, out_dir)
     if roc:
         lines += ["## ROC curves per slice", ""]
@@ -561,7 +733,26 @@ def write_report(run_dir: str, output_dir: Optional[str] = None, baseline_run_di
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as fh:
         fh.write("\n".join(lines))
+    with open(os.path.join(out_dir, REPORT_JSON), "w") as fh:
+        json.dump(_report_record(run_dir, ev, model, rep), fh, indent=2, sort_keys=True)
     return path
+
+
+def _report_record(run_dir: str, ev: Evaluation, model: Optional[str], rep: Reproducibility) -> Dict[str, Any]:
+    """``report.json``: the evaluation, verdict, candidate metrics per ``head/slice`` and reproducibility."""
+    metrics = {f"{h}/{s}": {k: _json_number(v) for k, v in sorted(m.items())}
+               for (mod, h, s), m in sorted(ev.metrics.items()) if mod == ev.candidate}
+    return {
+        "run_dir": os.path.abspath(run_dir),
+        "evaluation": ev.ref.eval_uri,
+        "evaluation_source": ev.ref.source,
+        "blessed": ev.ref.blessed,
+        "candidate_model": model,
+        "baseline_model": (ev.ref.baseline_model_uri or ev.model_locations.get(BASELINE)) if ev.has_baseline
+        else None,
+        "metrics": metrics,
+        "reproducibility": rep.to_dict(),
+    }
 
 
 def cmd_evaluate(args) -> int:

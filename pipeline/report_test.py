@@ -1,10 +1,13 @@
-"""Evaluation report on a hand-made tiny TFMA output: RelaImpr by hand, blessing failures, PNGs, CLI.
+"""Evaluation report on a hand-made tiny TFMA output: RelaImpr by hand, blessing failures, PNGs, CLI,
+the reproducibility record (seed, lock-file hash, data fingerprint) in report.md and report.json.
 
 The fake run directory mimics what the Evaluator writes (pipeline_root/Evaluator/evaluation/<n>/ with
-metrics-*, plots-*, validations.tfrecord, eval_config.json; blessing/<n>/NOT_BLESSED) without ML Metadata.
+metrics-*, plots-*, validations.tfrecord, eval_config.json; blessing/<n>/NOT_BLESSED) without ML Metadata;
+``_fake_mlmd`` adds a hand-made ML Metadata store like the one a local TFX run writes.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -202,3 +205,136 @@ def test_report_of_the_demo_run_through_mlmd(tmp_path):
     text = open(R.write_report(DEMO_RUN, output_dir=str(tmp_path))).read()
     assert "Verdict: **BLESSED**" in text or "Verdict: **NOT BLESSED**" in text
     assert "| overall |" in text
+
+
+# ------------------------------------------------------------------------------------ reproducibility
+LOCK_SHA256 = hashlib.sha256(open(R.LOCK_FILE, "rb").read()).hexdigest() if os.path.exists(R.LOCK_FILE) else None
+FINGERPRINT = "split:single_split,num_files:3,total_bytes:1026404,xor_checksum:1795876124,sum_checksum:5387628372"
+
+
+def _train_summary(model_run_dir, **fields):
+    os.makedirs(model_run_dir, exist_ok=True)
+    with open(os.path.join(model_run_dir, "train_summary.json"), "w") as fh:
+        json.dump(dict({"model": "shared_bottom"}, **fields), fh)
+
+
+def _fake_mlmd(run, eval_dir, model_run_dir, custom_config, fingerprint=FINGERPRINT, span=2):
+    """An ML Metadata store as a local TFX run writes it: pipeline 'msmt', one pipeline_run, node contexts
+    'msmt.<component>', an execution per component with its output artifacts (OUTPUT events keyed by name)."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    cfg = pb.ConnectionConfig()
+    cfg.sqlite.filename_uri = os.path.join(run, "metadata.sqlite")
+    cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(cfg)
+    ctx_types = {n: store.put_context_type(pb.ContextType(name=n)) for n in ("pipeline", "pipeline_run", "node")}
+    pipeline_ctx, run_ctx = store.put_contexts([pb.Context(type_id=ctx_types["pipeline"], name="msmt"),
+                                                pb.Context(type_id=ctx_types["pipeline_run"], name="run-1")])
+
+    def component(name, outputs, exec_props=None):
+        [node_ctx] = store.put_contexts([pb.Context(type_id=ctx_types["node"], name=f"msmt.{name}")])
+        ex = pb.Execution(type_id=store.put_execution_type(pb.ExecutionType(name=f"tfx.{name}")),
+                          last_known_state=pb.Execution.COMPLETE)
+        for k, v in (exec_props or {}).items():
+            ex.custom_properties[k].string_value = v
+        [eid] = store.put_executions([ex])
+        events, attributions = [], []
+        for key, (type_name, uri, props) in outputs.items():
+            a = pb.Artifact(type_id=store.put_artifact_type(pb.ArtifactType(name=type_name)), uri=uri)
+            for k, v in props.items():
+                if isinstance(v, int):
+                    a.custom_properties[k].int_value = v
+                else:
+                    a.custom_properties[k].string_value = v
+            [aid] = store.put_artifacts([a])
+            ev = pb.Event(artifact_id=aid, execution_id=eid, type=pb.Event.OUTPUT)
+            ev.path.steps.add().key = key
+            events.append(ev)
+            attributions += [pb.Attribution(context_id=c, artifact_id=aid) for c in (run_ctx, node_ctx)]
+        store.put_events(events)
+        store.put_attributions_and_associations(
+            attributions, [pb.Association(context_id=c, execution_id=eid) for c in (pipeline_ctx, run_ctx, node_ctx)])
+
+    examples_uri = os.path.join(run, "pipeline_root", "CsvExampleGen", "examples", "1")
+    component("CsvExampleGen", {"examples": ("Examples", examples_uri,
+                                             {"input_fingerprint": fingerprint, "span": span, "good_rows": 8000})})
+    component("Trainer", {"model": ("Model", os.path.join(run, "pipeline_root", "Trainer", "model", "7"), {}),
+                          "model_run": ("ModelRun", model_run_dir, {})},
+              exec_props={"custom_config": json.dumps(custom_config)})
+    component("Evaluator", {"evaluation": ("ModelEvaluation", eval_dir, {}),
+                            "blessing": ("ModelBlessing", os.path.join(run, "blessing"), {"blessed": 1})})
+    return examples_uri
+
+
+def test_reproducibility_through_mlmd_in_report_md_and_json(tmp_path):
+    run = str(tmp_path / "run")
+    eval_dir = os.path.join(run, "pipeline_root", "Evaluator", "evaluation", "8")
+    _fake_evaluation(eval_dir, models=("",), auc={("", h, s): 0.7 for h in ("ctr", "ctcvr")
+                                                  for s in ("overall", "search")}, failures=False)
+    model_run = os.path.join(run, "pipeline_root", "Trainer", "model_run", "7")
+    _train_summary(model_run, seed=1234, deterministic=True, lock_sha256=LOCK_SHA256)
+    examples_uri = _fake_mlmd(run, eval_dir, model_run, {"train": {"epochs": 4, "seed": 99}})
+
+    rep = R.reproducibility(run)
+    assert rep.seed == 1234 and rep.seed_source.startswith("Trainer ")  # what the Trainer used, not the config
+    assert rep.lock_sha256 == LOCK_SHA256 and rep.trainer_lock_sha256 == LOCK_SHA256
+    assert rep.data_fingerprint == FINGERPRINT and rep.span == 2 and rep.version is None
+    assert rep.examples_uri == examples_uri and rep.data_source.startswith("ML Metadata: CsvExampleGen")
+
+    path = R.write_report(run)
+    text = open(path).read()
+    assert "found via ML Metadata" in text and "Verdict: **BLESSED**" in text
+    section = text[text.index("## Reproducibility"):]
+    assert "| training seed | `1234` |" in section
+    assert f"| lock-file sha256 | `{LOCK_SHA256}` |" in section
+    assert f"| data fingerprint | `{FINGERPRINT}`, span 2 |" in section
+    assert "Warning" not in section
+    with open(os.path.join(run, "report", "report.json")) as fh:
+        record = json.load(fh)
+    assert record["reproducibility"] == rep.to_dict()
+    assert record["blessed"] is True and record["evaluation"] == eval_dir
+    assert record["metrics"]["ctr/overall"]["auc"] == 0.7
+    assert record["metrics"]["ctcvr/search"]["example_count"] == 200.0
+    assert set(record["metrics"]) == {f"{h}/{s}" for h in ("ctr", "ctcvr") for s in ("overall", "search")}
+
+
+def test_seed_from_the_trainer_config_and_a_changed_lock_file(tmp_path):
+    run = str(tmp_path / "run")
+    eval_dir = os.path.join(run, "pipeline_root", "Evaluator", "evaluation", "8")
+    _fake_evaluation(eval_dir, models=("",), auc={("", h, s): 0.7 for h in ("ctr", "ctcvr")
+                                                  for s in ("overall", "search")}, failures=False)
+    model_run = os.path.join(run, "pipeline_root", "Trainer", "model_run", "7")
+    _train_summary(model_run, lock_sha256="0" * 64)  # an older Trainer: no seed recorded
+    _fake_mlmd(run, eval_dir, model_run, {"train": {"epochs": 4, "seed": 99}}, span=0)
+    rep = R.reproducibility(run)
+    assert rep.seed == 99 and rep.seed_source.startswith("Trainer custom_config")
+    text = open(R.write_report(run)).read()
+    assert "| training seed | `99` |" in text and ", span 0 |" in text
+    if LOCK_SHA256:
+        assert f"different lock file (sha256 `{'0' * 64}`)" in text
+
+
+def test_reproducibility_without_mlmd_reads_the_files(run_dir, tmp_path):
+    from models.config import TrainConfig
+
+    # The module's fake run: no ML Metadata, no Trainer output, no run config: only the lock file is known.
+    rep = R.reproducibility(run_dir)
+    assert rep.seed is None and rep.data_fingerprint is None and rep.lock_sha256 == LOCK_SHA256
+    text = open(R.write_report(run_dir, output_dir=str(tmp_path / "rep"))).read()
+    assert "| training seed | unknown |" in text and "| data fingerprint | unknown |" in text
+    record = json.load(open(tmp_path / "rep" / "report.json"))
+    assert record["reproducibility"]["seed"] is None and record["reproducibility"]["lock_sha256"] == LOCK_SHA256
+
+    # The run config msmt run wrote: no seed key -> the TrainConfig default; the newest file wins.
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    (run / "logs" / "pipeline-config-20240101-000000.json").write_text(json.dumps({"train": {"seed": 5}}))
+    (run / "logs" / "pipeline-config-20240102-000000.json").write_text(json.dumps({"train": {"epochs": 4}}))
+    rep = R.reproducibility(str(run))
+    assert rep.seed == TrainConfig.seed and rep.seed_source.endswith("pipeline-config-20240102-000000.json")
+    # A Trainer summary (newest model_run) takes precedence over the run config.
+    _train_summary(str(run / "pipeline_root" / "Trainer" / "model_run" / "3"), seed=3)
+    _train_summary(str(run / "pipeline_root" / "Trainer" / "model_run" / "11"), seed=11, lock_sha256=LOCK_SHA256)
+    rep = R.reproducibility(str(run))
+    assert rep.seed == 11 and rep.trainer_lock_sha256 == LOCK_SHA256

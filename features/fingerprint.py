@@ -1,0 +1,18 @@
+"""Content fingerprints of files (the lock file, data files) for reproducibility records."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Optional
+
+
+def file_sha256(path: str) -> Optional[str]:
+    """Hex sha256 of a file's bytes, or None when it does not exist."""
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
