@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional
 
 from pipeline import mlmd
 from pipeline.config import PipelineConfig
+from pipeline.memory import PeakRss, gib
 from pipeline.pipeline import COMPONENT_ORDER
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +45,8 @@ class RunResult:
     pushed_dir: Optional[str] = None
     report_path: Optional[str] = None
     input_rows: Optional[Dict] = None
+    component_peak_rss: Dict[str, int] = dataclasses.field(default_factory=dict)
+    peak_rss: int = 0
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -85,23 +88,27 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
                                 env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 bufsize=1, errors="replace")
         assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            m = _COMPONENT_RE.search(line)
-            if m:
-                comp, what = _component_key(m.group(1)), m.group(2)
-                now = time.time()
-                if what == "running":
-                    started[comp] = now
-                    echo(f"[{now - t0:7.1f}s] {comp:17} running ...")
-                else:
-                    seconds[comp] = now - started.get(comp, now)
-                    echo(f"[{now - t0:7.1f}s] {comp:17} finished in {seconds[comp]:.1f}s")
-            elif _EPOCH_RE.search(line.strip()):
-                echo(f"[{time.time() - t0:7.1f}s]   Trainer: {line.strip()[:160]}")
-        code = proc.wait()
+        with PeakRss(proc.pid) as memory:
+            for line in proc.stdout:
+                log.write(line)
+                m = _COMPONENT_RE.search(line)
+                if m:
+                    comp, what = _component_key(m.group(1)), m.group(2)
+                    now = time.time()
+                    if what == "running":
+                        started[comp] = now
+                        memory.begin(comp)
+                        echo(f"[{now - t0:7.1f}s] {comp:17} running ...")
+                    else:
+                        seconds[comp] = now - started.get(comp, now)
+                        echo(f"[{now - t0:7.1f}s] {comp:17} finished in {seconds[comp]:.1f}s "
+                             f"(peak RSS {gib(memory.end(comp))})")
+                elif _EPOCH_RE.search(line.strip()):
+                    echo(f"[{time.time() - t0:7.1f}s]   Trainer: {line.strip()[:160]}")
+            code = proc.wait()
     wall = time.time() - t0
-    result = RunResult(config, log_path, wall, seconds, {}, code)
+    result = RunResult(config, log_path, wall, seconds, {}, code, component_peak_rss=dict(memory.peaks),
+                       peak_rss=memory.overall)
     if not os.path.exists(config.metadata_path):
         raise PipelineRunError(f"the pipeline wrote no metadata (exit code {code}); see {log_path}:\n"
                                + _tail(log_path))
@@ -136,7 +143,7 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     if code != 0:
         echo(f"msmt run: note: the pipeline process exited with code {code} after every component finished "
              f"(a known crash at interpreter exit after tft_beam); outputs verified in MLMD")
-    echo(f"msmt run: finished in {wall:.1f}s")
+    echo(f"msmt run: finished in {wall:.1f}s (peak RSS of the pipeline process tree {gib(result.peak_rss)})")
     return result
 
 

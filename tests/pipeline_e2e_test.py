@@ -7,6 +7,7 @@ calls ``serving_default`` on real serialized tf.Examples from the run's eval spl
 import glob
 import json
 import os
+import re
 
 import pytest
 
@@ -70,7 +71,11 @@ def test_every_component_executed_in_mlmd(synthetic_run):
 def test_progress_and_summary_printed(synthetic_run):
     _, out, stdout = synthetic_run
     for c in COMPONENT_ORDER:
-        assert f"{c}" in stdout and "finished in" in stdout
+        assert re.search(rf"\] {c} +finished in [0-9.]+s \(peak RSS [0-9.]+ GiB\)", stdout), c
+    with open(out / "run_summary.json") as fh:
+        summary = json.load(fh)
+    peaks = summary["component_peak_rss"]
+    assert set(COMPONENT_ORDER) <= set(peaks) and all(2 ** 27 < peaks[c] <= summary["peak_rss"] for c in peaks)
     assert "pushed model: " + str(out / "serving" / "msmt") in stdout
     assert "ctr    overall" in stdout
     assert os.path.exists(out / "run_summary.json")
