@@ -32,6 +32,9 @@ def compile_pipeline(config: PipelineConfig, output_json: str, image: str = DEFA
         runner_config_cls = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig
     except AttributeError as err:  # the module appears only when kfp is importable
         raise RuntimeError("KubeflowV2DagRunner is unavailable: install kfp (pip install kfp==2.17.0)") from err
+    from pipeline.paths import check_config_paths
+
+    check_config_paths(config)  # names and derived paths; the data itself is read by the cluster, not here
     pipeline = create_pipeline(config, local_metadata=False)
     out_dir = os.path.dirname(os.path.abspath(output_json))
     os.makedirs(out_dir, exist_ok=True)

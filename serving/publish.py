@@ -91,9 +91,17 @@ def _source_path(version_dir: str) -> str:
     return os.path.join(version_dir, "assets.extra", SOURCE_FILE)
 
 
+def _model_root(serving_root: str, model_name: str) -> str:
+    """``<serving_root>/<model_name>``; the name must be one plain path component (no separator, no ``..``)."""
+    if not model_name or model_name in (".", "..") or "/" in model_name or "\\" in model_name or "\0" in model_name:
+        raise ValueError(f"model name {model_name!r} must be a plain name (no '/', '\\', '..' or NUL): it becomes a "
+                         f"directory under {serving_root}")
+    return os.path.abspath(os.path.join(serving_root, model_name))
+
+
 def find_published(serving_root: str, model_name: str, source: str) -> Optional[str]:
     """The version directory already published from ``source`` (see ``publish_version``), if any."""
-    model_root = os.path.abspath(os.path.join(serving_root, model_name))
+    model_root = _model_root(serving_root, model_name)
     for version in numeric_versions(model_root):
         path = _source_path(os.path.join(model_root, str(version)))
         if os.path.exists(path):
@@ -128,7 +136,7 @@ def publish_version(model_dir: str, serving_root: str, model_name: str, warmup_e
     """
     if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
         raise FileNotFoundError(f"{model_dir}: not a SavedModel directory (no saved_model.pb)")
-    model_root = os.path.abspath(os.path.join(serving_root, model_name))
+    model_root = _model_root(serving_root, model_name)
     os.makedirs(model_root, exist_ok=True)
     remove_stale_incoming(model_root)
     version = next_version(model_root) if version is None else int(version)

@@ -144,3 +144,10 @@ def test_find_published_recognises_the_source_model(model_dir, tmp_path):
     assert publish.find_published(root, "m", "/pipeline/Trainer/model/7") == first
     assert publish.find_published(root, "m", "/pipeline/Trainer/model/8") == other
     assert publish.find_published(root, "m", "/pipeline/Trainer/model/9") is None
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "", "x\0y"])
+def test_model_names_that_would_leave_the_serving_root_are_refused(model_dir, tmp_path, name):
+    with pytest.raises(ValueError, match="must be a plain name"):
+        publish.publish_version(model_dir, str(tmp_path / "serving"), name)
+    assert not (tmp_path / "evil").exists()
