@@ -134,6 +134,26 @@ def cmd_models(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- spec
+def cmd_spec_infer(args) -> int:
+    """Draft a feature spec from a data sample (features.spec_infer); YAML to stdout or --output."""
+    from features.spec_infer import infer_spec, summary
+
+    draft = infer_spec(args.file, rows=args.rows, fmt=args.format, name=args.name, source=args.output)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(draft.text)
+        print(f"spec infer: wrote {args.output}: {summary(draft)}")
+    else:
+        sys.stdout.write(draft.text)
+    for warning in draft.warnings:
+        print(f"msmt spec infer: TODO: {warning}", file=sys.stderr)
+    if draft.warnings:
+        print(f"msmt spec infer: the draft has {len(draft.warnings)} point(s) to check (lines marked TODO); edit "
+              f"it before 'msmt run --spec'", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     """generate-data + run on the synthetic spec."""
@@ -237,6 +257,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub)
     add_export_check_parser(sub)
     add_score_parser(sub)
+
+    s = sub.add_parser("spec", help="feature spec tools: draft a spec from a data sample",
+                       description="Feature spec tools. 'msmt spec infer FILE' drafts a spec from a sample.")
+    spec_sub = s.add_subparsers(dest="spec_action", metavar="ACTION")
+    s.set_defaults(func=lambda _args: (s.print_help(), 2)[1])
+    si = spec_sub.add_parser(
+        "infer", help="draft a feature spec YAML from a CSV / Parquet / TFRecord sample",
+        description="Read up to --rows rows of FILE (CSV with a header, Parquet, or TFRecord of tf.Example, gzip "
+                    "or not; a quoted glob pattern reads its files in order) and write a draft feature spec: "
+                    "dtypes, roles (id, scenario, categorical, numeric, multivalent), labels, priors and ignored "
+                    "columns, with a comment on every line that says why. Lines marked TODO need a decision. "
+                    "The draft loads as a spec; edit it, then pass it to 'msmt run --spec'.")
+    si.add_argument("file", metavar="FILE", help="a sample of the impression log (.csv[.gz], .parquet, "
+                                                 ".tfrecord[.gz]), or a quoted glob pattern")
+    si.add_argument("--rows", type=int, default=10_000, help="rows to read (10000)")
+    si.add_argument("--output", "-o", help="write the draft here (default: stdout)")
+    si.add_argument("--format", choices=("csv", "parquet", "tfrecord"),
+                    help="input format (default: from the file name)")
+    si.add_argument("--name", help="the spec's name (default: the file name)")
+    si.set_defaults(func=cmd_spec_infer)
 
     m = sub.add_parser("models", help="list the models of the zoo", description="List models, outputs, papers.")
     m.set_defaults(func=cmd_models)

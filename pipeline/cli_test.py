@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.cli import build_parser, main
 
-SUBCOMMANDS = ("generate-data", "run", "compile-kubeflow", "evaluate", "export-check", "score", "models", "demo")
+SUBCOMMANDS = ("generate-data", "run", "compile-kubeflow", "evaluate", "export-check", "score", "models", "demo", "spec")
 
 
 def test_every_subcommand_has_help(capsys):
