@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo     build the runtime (first time ~4 min), generate $(DEMO_ROWS) synthetic impressions, run the pipeline"
-	@echo "make test     build the runtime if needed, run the test suite (~10 min)"
+	@echo "make test     build the runtime if needed, run the test suite (~22 min on 2 cores)"
 	@echo "make runtime  build or check the runtime only"
 	@echo "make lock     re-resolve requirements.in into requirements.lock"
 
