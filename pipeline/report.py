@@ -126,7 +126,8 @@ def _pipeline_name(run_dir: str, store) -> Optional[str]:
     return names[0] if len(names) == 1 else None
 
 
-def _from_mlmd(run_dir: str) -> Optional[EvaluationRef]:
+def _open_latest_run(run_dir: str):
+    """(MLMD store, component -> execution of the latest run) of ``run_dir``, or None without metadata."""
     path = os.path.join(run_dir, "metadata.sqlite")
     if not os.path.exists(path):
         return None
@@ -134,9 +135,16 @@ def _from_mlmd(run_dir: str) -> Optional[EvaluationRef]:
 
     store = mlmd.open_store(path)
     name = _pipeline_name(run_dir, store)
-    if not name:
+    return (store, mlmd.latest_run(store, name)) if name else None
+
+
+def _from_mlmd(run_dir: str) -> Optional[EvaluationRef]:
+    opened = _open_latest_run(run_dir)
+    if opened is None:
         return None
-    runs = mlmd.latest_run(store, name)
+    from pipeline import mlmd
+
+    _, runs = opened
     evaluator = next((r for k, r in runs.items() if k.endswith("Evaluator")), None)
     if evaluator is None:
         return None
@@ -362,16 +370,12 @@ def _apply_train_summary(rep: Reproducibility, model_run_uri: Optional[str]) -> 
 def _apply_mlmd(rep: Reproducibility, run_dir: str) -> bool:
     """Data fingerprint, span and version of the latest run's ExampleGen output; the Trainer's seed.
     Returns whether ML Metadata knew the latest run's Trainer."""
-    path = os.path.join(run_dir, "metadata.sqlite")
-    if not os.path.exists(path):
+    opened = _open_latest_run(run_dir)
+    if opened is None:
         return False
     from pipeline import mlmd
 
-    store = mlmd.open_store(path)
-    name = _pipeline_name(run_dir, store)
-    if not name:
-        return False
-    runs = mlmd.latest_run(store, name)
+    store, runs = opened
     example_gen = next((r for k, r in sorted(runs.items()) if k.endswith("ExampleGen")), None)
     examples = (example_gen.outputs.get("examples") or []) if example_gen else []
     if examples:
