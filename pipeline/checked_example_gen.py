@@ -81,13 +81,20 @@ def _open_lines(path: str) -> Iterator[str]:
             yield line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
 
 
+def _read_header(lines: Iterator[str]) -> Optional[List[str]]:
+    """The header fields from the first line of ``lines`` (consumed), or None for an empty file."""
+    header_line = next(lines, None)
+    if header_line is None or not header_line.strip():
+        return None
+    return split_csv_line(header_line.rstrip("\r\n"))
+
+
 def _file_layout(spec: FeatureSpec, path: str):
     """(header, column dtypes) of one CSV file; non-spec column types from its first rows."""
     lines = _open_lines(path)
-    header_line = next(lines, None)
-    if header_line is None or not header_line.strip():
+    header = _read_header(lines)
+    if header is None:
         raise LogFileError(f"{path}: empty file, expected a header line")
-    header = split_csv_line(header_line.rstrip("\r\n"))
     sample: List[List[str]] = []
     for line in lines:
         if len(sample) >= TYPE_SAMPLE_ROWS:
@@ -109,10 +116,11 @@ class _CheckRows(beam.DoFn):
 
     def process(self, path: str):
         lines = _open_lines(path)
-        header_line = next(lines, None)
-        if header_line is None:
-            return
-        header = split_csv_line(header_line.rstrip("\r\n"))
+        header = _read_header(lines)
+        if header is None:
+            if next(lines, None) is None:
+                return  # an empty file holds no rows
+            raise LogFileError(f"{ERROR_PREFIX} {path}: the first line is empty, expected a header line")
         types = dict(self._column_types)
         for name in header:
             types.setdefault(name, "string")

@@ -37,7 +37,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from features.fingerprint import file_sha256
-from pipeline.results import OVERALL, read_tfrecords, slice_name
+from pipeline.results import OVERALL, first_uri, read_tfrecords, slice_name
 
 REPORT_DIR = "report"
 REPORT_JSON = "report.json"
@@ -389,7 +389,7 @@ def _apply_mlmd(rep: Reproducibility, run_dir: str) -> bool:
     trainer = next((r for k, r in runs.items() if k.endswith("Trainer")), None)
     if trainer is None:
         return False
-    _apply_train_summary(rep, _first_uri(trainer.outputs.get("model_run")))
+    _apply_train_summary(rep, first_uri(trainer.outputs.get("model_run")))
     if rep.seed is None:  # an older Trainer: the seed it was configured with
         executions = store.get_executions_by_id([trainer.execution_id])
         raw = mlmd.custom_property(executions[0], "custom_config") if executions else None
@@ -401,10 +401,6 @@ def _apply_mlmd(rep: Reproducibility, run_dir: str) -> bool:
         if seed is not None:
             rep.seed, rep.seed_source = seed, f"Trainer custom_config (execution {trainer.execution_id})"
     return True
-
-
-def _first_uri(artifacts) -> Optional[str]:
-    return artifacts[0].uri if artifacts else None
 
 
 def _newest_numbered(pattern: str) -> Optional[str]:
