@@ -12,6 +12,13 @@ mixed precision keeps outputs float32), composes the heads, and trains every sup
 
 where the weights :math:`w_h` come from the run's loss-weighting strategy (``models.losses.weighting``:
 fixed, uncertainty, GradNorm or DWA); a model may add auxiliary losses (``auxiliary_loss``).
+
+Under a ``tf.distribute`` strategy with replicas :math:`r` holding :math:`b_r` of the global batch
+:math:`B = \sum_r b_r`, replica :math:`r` differentiates :math:`\frac{b_r}{B} L_r + \frac{1}{R} \Omega`
+(:math:`L_r` its local loss, :math:`\Omega` the regularization, :math:`R` replicas); the optimizer sums the
+replicas' gradients, which gives exactly the gradient of the global-batch loss, as on one device. The
+per-head losses, GradNorm's shared-layer gradients and the reported losses are summed across replicas the
+same way, so every loss-weighting strategy sees global-batch values on every replica.
 ``call`` returns ``{head: [batch, 1]}`` probabilities; labels are read from the ``label_*`` features of the
 transformed examples (``features.labels``).
 """
@@ -53,6 +60,9 @@ class MultiTaskRanker(tfrs.models.Model):
                  supervised_heads: Optional[Sequence[str]] = None,
                  weighting=None, **kwargs):
         super().__init__(**kwargs)
+        # train_step/test_step return global-batch values, identical on every replica: report the first one
+        # (Keras' default sums the replicas' logs).
+        self.distribute_reduction_method = "first"
         if config is None or isinstance(config, dict):
             config = parse_config(self.config_class, config, source=type(self).__name__)
         if weighting is None or isinstance(weighting, dict):
@@ -74,7 +84,9 @@ class MultiTaskRanker(tfrs.models.Model):
         self.embedding = FeatureEmbedding(input_dims, config.embedding_dim, config.l2, name="embedding")
         self.tasks = {
             h: tfrs.tasks.Ranking(
-                loss=keras.losses.BinaryCrossentropy(),
+                # Per-example losses, averaged in head_losses: Keras refuses its own batch reduction
+                # inside a distribution strategy's replica context.
+                loss=keras.losses.BinaryCrossentropy(reduction=keras.losses.Reduction.NONE),
                 metrics=[keras.metrics.AUC(name=f"{h}_auc")], name=f"task_{h}")
             for h in self.supervised_heads
         }
@@ -115,28 +127,54 @@ class MultiTaskRanker(tfrs.models.Model):
         return self.compose(probs)
 
     def head_losses(self, inputs, outputs) -> Dict[str, tf.Tensor]:
-        """Batch-mean BCE of every supervised head (updates the tasks' AUC metrics)."""
+        """Batch-mean BCE of every supervised head over this replica's batch (updates the tasks' AUC metrics)."""
         losses = {}
         for h in self.supervised_heads:
             labels = tf.reshape(tf.cast(inputs[label_key(HEAD_TARGETS[h])], tf.float32), [-1, 1])
-            losses[h] = self.tasks[h](labels=labels, predictions=tf.cast(outputs[h], tf.float32))
+            per_example = self.tasks[h](labels=labels, predictions=tf.cast(outputs[h], tf.float32))
+            losses[h] = tf.reduce_mean(per_example)
         return losses
 
+    def _batch_share(self, inputs):
+        """(:math:`b_r / B`, R): this replica's share of the global batch and the number of replicas.
+
+        ``(1.0, 1)`` without a distribution strategy (or with one replica)."""
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return 1.0, 1
+        local = tf.cast(tf.shape(inputs[label_key(HEAD_TARGETS[self.supervised_heads[0]])])[0], tf.float32)
+        return local / ctx.all_reduce(tf.distribute.ReduceOp.SUM, local), ctx.num_replicas_in_sync
+
+    @staticmethod
+    def _sum_over_replicas(value, replicas: int):
+        """Sum a (nested) tensor over the replicas (identity with one replica)."""
+        if replicas == 1:
+            return value
+        ctx = tf.distribute.get_replica_context()
+        return tf.nest.map_structure(lambda v: ctx.all_reduce(tf.distribute.ReduceOp.SUM, v), value)
+
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+        """The global-batch loss (what ``tfrs.Model.test_step`` reports)."""
+        share, replicas = self._batch_share(inputs)
         outputs = self(inputs, training=training)
-        losses = self.head_losses(inputs, outputs)
-        return self._weighting.combine(losses) + self.auxiliary_loss(inputs, outputs, training=training)
+        local = self._weighting.combine(self.head_losses(inputs, outputs))
+        local += self.auxiliary_loss(inputs, outputs, training=training)
+        return self._sum_over_replicas(share * local, replicas)
 
     def train_step(self, inputs):
         weighting = self._weighting
+        share, replicas = self._batch_share(inputs)
         with tf.GradientTape(persistent=weighting.needs_shared_gradients) as tape:
             outputs = self(inputs, training=True)
-            losses = self.head_losses(inputs, outputs)
-            loss = weighting.combine(losses) + self.auxiliary_loss(inputs, outputs, training=True)
+            local_losses = self.head_losses(inputs, outputs)
+            # This replica's part of each global-batch head loss (inside the tape: GradNorm differentiates it).
+            shared_losses = {h: share * l for h, l in local_losses.items()}
+            local_loss = weighting.combine(local_losses) + self.auxiliary_loss(inputs, outputs, training=True)
             regularization_loss = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
-            total_loss = loss + regularization_loss
+            objective = share * local_loss + regularization_loss / float(replicas)
             scaled = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
-            objective = self.optimizer.get_scaled_loss(total_loss) if scaled else total_loss
+            if scaled:
+                objective = self.optimizer.get_scaled_loss(objective)
         # Keras tracks the weighting's variables too: de-duplicate, and leave GradNorm's w to its own update.
         seen, variables = set(), []
         for v in list(self.trainable_variables) + list(weighting.trainable):
@@ -149,16 +187,19 @@ class MultiTaskRanker(tfrs.models.Model):
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, variables) if g is not None])
         shared_grads = None
-        shared = self.shared_layer_variables() if weighting.needs_shared_gradients else []  # built by now
         if weighting.needs_shared_gradients:
+            shared = self.shared_layer_variables()  # built by now
             shared_grads = []
             for h in self.supervised_heads:
-                gs = tape.gradient(losses[h], shared)
-                shared_grads.append(tf.concat([tf.reshape(g, [-1]) for g in gs if g is not None], axis=0))
+                gs = tape.gradient(shared_losses[h], shared)
+                flat = tf.concat([tf.reshape(g, [-1]) for g in gs if g is not None], axis=0)
+                shared_grads.append(self._sum_over_replicas(flat, replicas))
             del tape
+        losses = self._sum_over_replicas(shared_losses, replicas)
+        loss = self._sum_over_replicas(share * local_loss, replicas)
         weighting.after_step(losses, shared_grads)
         metrics = {m.name: m.result() for m in self.metrics}
-        metrics.update(loss=loss, regularization_loss=regularization_loss, total_loss=total_loss)
+        metrics.update(loss=loss, regularization_loss=regularization_loss, total_loss=loss + regularization_loss)
         metrics.update(weighting.report(losses))
         return metrics
 

@@ -54,6 +54,8 @@ class TrainConfig:
         ``multi_worker`` (from TF_CONFIG) or ``default``.
       mixed_precision: train with the ``mixed_float16`` policy (outputs stay float32).
       eval_steps: batches of the eval split used for validation (None = the whole split).
+      supervised_heads: heads that get a loss, e.g. ``[ctr, ctavr, ctcvr, xcvr]`` to add the ctcvr loss to
+        AEM2TL's paper losses (None = the model's default set; a head the model lacks is an error).
     """
 
     batch_size: int = 1024
@@ -64,6 +66,7 @@ class TrainConfig:
     distribution: str = "auto"
     mixed_precision: bool = False
     eval_steps: Optional[int] = None
+    supervised_heads: Optional[Tuple[str, ...]] = None
 
     def validate(self, source: str) -> None:
         if self.batch_size < 1:

@@ -30,3 +30,16 @@ def choose_strategy(name: str = "auto") -> tf.distribute.Strategy:
 def set_mixed_precision(enabled: bool) -> None:
     """Switch the global Keras policy; model outputs are cast to float32 by the heads either way."""
     keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
+
+
+def worker_role(strategy: tf.distribute.Strategy):
+    """``(task_type, task_id, is_chief)`` of this process in a multi-worker cluster; ``(None, None, True)``
+    otherwise. The chief is the ``chief`` task, or worker 0 when the cluster has no ``chief`` task (the
+    ``TF_CONFIG`` convention of ``MultiWorkerMirroredStrategy``)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return None, None, True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    chief = task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+    return task_type, task_id, chief

@@ -10,6 +10,14 @@ Warm start restores the base model's variables by their object path. It succeeds
 config are unchanged and every table has the same shape (hashed ids, or vocabularies of the same size);
 otherwise the Trainer trains from scratch and says why in the log and in ``train_summary.json``.
 
+Distribution (``TrainConfig.distribution``, ``models.distribution``): the strategy is created first, before
+any other TensorFlow op (``MultiWorkerMirroredStrategy`` configures the collective ops at start-up). The input
+is sharded by example (``AutoShardPolicy.DATA``: the Transform output has fewer files than a cluster has
+workers); ``batch_size`` stays the global batch. In a multi-worker cluster every worker trains and saves (the
+save is collective), but only the chief writes ``serving_model_dir`` and ``train_summary.json``; the others
+save into a scratch directory that is removed, and write ``worker-<task>-<id>/train_summary.json`` under
+``model_run_dir``.
+
 Determinism: :func:`make_deterministic` seeds Python, NumPy and TensorFlow with ``TrainConfig.seed`` and turns on
 TensorFlow op determinism (which also makes every ``tf.data`` transformation keep its order); the input files are
 listed and shuffled with the same seed, and read in order (``sloppy_ordering=False``). The same data, config and
@@ -21,6 +29,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from typing import Any, Dict
 
@@ -33,7 +43,7 @@ from features.dims import input_dims
 from features.fingerprint import file_sha256
 from features.spec import spec_from_dict
 from models.config import TrainConfig, parse_config
-from models.distribution import choose_strategy, set_mixed_precision
+from models.distribution import choose_strategy, set_mixed_precision, worker_role
 from models.registry import build_model
 from serving.signatures import export_saved_model
 
@@ -67,14 +77,17 @@ def warm_start(model, base_model_dir: str, sample_batch) -> str:
 
 
 def _dataset(fn_args, files, tf_transform_output, batch_size: int, shuffle: bool, epochs, seed: int):
-    """Batches of transformed examples; the file order and the shuffle are seeded, reading keeps the order."""
+    """Batches of transformed examples; the file order and the shuffle are seeded, reading keeps the order.
+    Under a multi-worker strategy each worker takes its share of every global batch (``DATA`` sharding)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return fn_args.data_accessor.tf_dataset_factory(
         files,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=epochs, shuffle=shuffle,
                                        shuffle_seed=seed, shuffle_buffer_size=SHUFFLE_BUFFER,
                                        sloppy_ordering=False),
         tf_transform_output.transformed_metadata.schema,
-    ).prefetch(tf.data.AUTOTUNE)
+    ).with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def run_fn(fn_args) -> None:
@@ -82,6 +95,8 @@ def run_fn(fn_args) -> None:
     cc: Dict[str, Any] = fn_args.custom_config or {}
     spec = spec_from_dict(cc["spec"], source="Trainer custom_config['spec']")
     train_cfg = parse_config(TrainConfig, cc.get("train"), source="Trainer custom_config['train']")
+    strategy = choose_strategy(train_cfg.distribution)  # first: multi-worker collectives are set up at start
+    task_type, task_id, is_chief = worker_role(strategy)
     make_deterministic(train_cfg.seed)
     set_mixed_precision(train_cfg.mixed_precision)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -94,10 +109,10 @@ def run_fn(fn_args) -> None:
     eval_ds = _dataset(fn_args, fn_args.eval_files, tf_transform_output, train_cfg.batch_size, False, 1,
                        train_cfg.seed)
 
-    strategy = choose_strategy(train_cfg.distribution)
     with strategy.scope():
         model = build_model(cc.get("model", "shared_bottom"), dims.to_dict(), cc.get("model_config"),
-                            with_action=bool(spec.labels.raction), weighting=train_cfg.weighting)
+                            with_action=bool(spec.labels.raction), weighting=train_cfg.weighting,
+                            supervised_heads=train_cfg.supervised_heads)
         model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate))
         warm = "off"
         if cc.get("warm_start"):
@@ -105,23 +120,38 @@ def run_fn(fn_args) -> None:
             warm = warm_start(model, base, next(iter(eval_ds))) if base else "skipped: no blessed model yet"
             print(f"Trainer warm start: {warm}", flush=True)
 
-    log_dir = fn_args.model_run_dir
+    log_dir = fn_args.model_run_dir if is_chief else os.path.join(fn_args.model_run_dir,
+                                                                   f"worker-{task_type}-{task_id}")
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=100)]
     t0 = time.time()
     history = model.fit(train_ds, epochs=1 if train_steps else train_cfg.epochs, steps_per_epoch=train_steps,
                         validation_data=eval_ds, validation_steps=eval_steps, callbacks=callbacks, verbose=2)
     train_seconds = time.time() - t0
-    export_saved_model(model, tf_transform_output, spec, fn_args.serving_model_dir)
+    # The serving graph's Transform layer is created at export: under mixed_float16 it would cast the raw
+    # float32 features to float16. The trained layers keep the policy they were built with.
+    set_mixed_precision(False)
+    if is_chief:
+        export_saved_model(model, tf_transform_output, spec, fn_args.serving_model_dir)
+    else:  # the save is collective: every worker saves, the non-chief ones into a scratch directory
+        scratch = tempfile.mkdtemp(prefix=f"msmt-{task_type}-{task_id}-")
+        try:
+            export_saved_model(model, tf_transform_output, spec, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     summary = {
         "model": cc.get("model", "shared_bottom"),
         "train_seconds": train_seconds,
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "steps": int(model.optimizer.iterations.numpy()),
         "input_dims": dims.to_dict(),
         "outputs": list(model.output_keys),
         "warm_start": warm,
         "seed": train_cfg.seed,
         "deterministic": True,
         "lock_sha256": file_sha256(LOCK_FILE),
+        "distribution": {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+                         "task_type": task_type, "task_id": task_id, "chief": is_chief,
+                         "mixed_precision": train_cfg.mixed_precision},
     }
     os.makedirs(log_dir, exist_ok=True)
     with open(os.path.join(log_dir, TRAIN_SUMMARY_FILE), "w") as fh:

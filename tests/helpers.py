@@ -56,3 +56,42 @@ def newest_pushed_version(out) -> str:
 def eval_examples_glob(out) -> str:
     """Glob of the eval split ExampleGen wrote for the pipeline run at ``out`` (gzipped tf.Example files)."""
     return os.path.join(str(out), "pipeline_root", "CsvExampleGen", "examples", "*", "Split-eval", "*")
+
+
+def trainer_fn_args(transform_dir: str, examples_dir: str, out_dir: str, custom_config: dict,
+                    train_steps: Optional[int] = None, eval_steps: Optional[int] = None):
+    """``fn_args`` for ``models.trainer.run_fn`` as the TFX Trainer builds them, over a Transform output
+    (``examples_dir`` holds ``Split-train``/``Split-eval``). For use inside a child process."""
+    from tfx_bsl.public import tfxio
+
+    class DataAccessor:
+        def tf_dataset_factory(self, files, options, schema):
+            return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
+
+    class FnArgs:
+        pass
+
+    a = FnArgs()
+    a.custom_config = custom_config
+    a.transform_output = transform_dir
+    a.train_files = [os.path.join(examples_dir, "Split-train", "*")]
+    a.eval_files = [os.path.join(examples_dir, "Split-eval", "*")]
+    a.train_steps = train_steps
+    a.eval_steps = eval_steps
+    a.data_accessor = DataAccessor()
+    a.serving_model_dir = os.path.join(out_dir, "serving")
+    a.model_run_dir = os.path.join(out_dir, "run")
+    return a
+
+
+def pipeline_outputs(out) -> dict:
+    """Newest Transform graph, transformed examples and raw ExampleGen examples of the pipeline run at ``out``."""
+    import glob
+
+    def latest(pattern):
+        return sorted(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))[-1]
+
+    root = os.path.join(str(out), "pipeline_root")
+    return {"transform": latest(os.path.join(root, "Transform", "transform_graph", "*")),
+            "examples": latest(os.path.join(root, "Transform", "transformed_examples", "*")),
+            "raw": latest(os.path.join(root, "CsvExampleGen", "examples", "*"))}

@@ -1,47 +1,30 @@
 """Every zoo model trains through the Trainer's ``run_fn`` on a real Transform output and exports a SavedModel
 whose ``serving_default`` answers serialized tf.Examples (the pipeline's Trainer contract)."""
 
-import glob
 import json
-import os
 
 import pytest
 
 from models.registry import MODELS
-from tests.helpers import run_python
+from tests.helpers import pipeline_outputs, run_python
 
 CHILD = r"""
 import glob, json, os, sys
 import tensorflow as tf
-from tfx_bsl.public import tfxio
 from models.trainer import run_fn
 from features.spec import resolve_spec
+from tests.helpers import trainer_fn_args
 
 transform_dir, examples_dir, raw_dir, out_root, models = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], json.loads(sys.argv[6])
-
-class DataAccessor:
-    def tf_dataset_factory(self, files, options, schema):
-        return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
-
-class FnArgs:
-    pass
 
 records = [r.numpy() for r in tf.data.TFRecordDataset(
     sorted(glob.glob(os.path.join(raw_dir, "Split-eval", "*"))), compression_type="GZIP").take(64)]
 results = {}
 for model, model_config in models.items():
     out_dir = os.path.join(out_root, model)
-    a = FnArgs()
-    a.custom_config = {"spec": resolve_spec("synthetic").to_dict(), "model": model, "model_config": model_config,
-                       "train": {"batch_size": 512, "epochs": 1}}
-    a.transform_output = transform_dir
-    a.train_files = [os.path.join(examples_dir, "Split-train", "*")]
-    a.eval_files = [os.path.join(examples_dir, "Split-eval", "*")]
-    a.train_steps = None
-    a.eval_steps = None
-    a.data_accessor = DataAccessor()
-    a.serving_model_dir = os.path.join(out_dir, "serving")
-    a.model_run_dir = os.path.join(out_dir, "run")
+    a = trainer_fn_args(transform_dir, examples_dir, out_dir,
+                        {"spec": resolve_spec("synthetic").to_dict(), "model": model, "model_config": model_config,
+                         "train": {"batch_size": 512, "epochs": 1}})
     run_fn(a)
     loaded = tf.saved_model.load(a.serving_model_dir)
     out = loaded.signatures["serving_default"](examples=tf.constant(records))
@@ -59,10 +42,6 @@ SMALL = {
 }
 
 
-def _latest(pattern):
-    return sorted(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))[-1]
-
-
 # AEM2TL goes through the whole pipeline in pipeline_e2e_test; the others share one child process here.
 MODELS_HERE = sorted(m for m in MODELS if m not in ("shared_bottom", "aem2tl"))
 
@@ -70,13 +49,11 @@ MODELS_HERE = sorted(m for m in MODELS if m not in ("shared_bottom", "aem2tl"))
 @pytest.fixture(scope="module")
 def trained(synthetic_run, tmp_path_factory):
     _, out, _ = synthetic_run
-    root = out / "pipeline_root"
     tmp = tmp_path_factory.mktemp("run_fn")
-    transform = _latest(str(root / "Transform" / "transform_graph" / "*"))
-    examples = _latest(str(root / "Transform" / "transformed_examples" / "*"))
-    raw = _latest(str(root / "CsvExampleGen" / "examples" / "*"))
+    p = pipeline_outputs(out)
     models = {m: SMALL.get(m, {}) for m in MODELS_HERE}
-    return run_python(CHILD, str(tmp / "res.json"), [transform, examples, raw, str(tmp), json.dumps(models)])
+    return run_python(CHILD, str(tmp / "res.json"), [p["transform"], p["examples"], p["raw"], str(tmp),
+                                                      json.dumps(models)])
 
 
 @pytest.mark.parametrize("model", MODELS_HERE)

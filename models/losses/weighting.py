@@ -16,6 +16,10 @@ Keras TensorBoard callback logs them every ``update_freq`` batches.
 * **dwa**: :math:`w_i = n \exp(r_i / T) / \sum_j \exp(r_j / T)` with :math:`r_i = \bar L_i(k-1) / \bar L_i(k-2)`,
   the ratio of the task's mean loss over the last two windows of ``window`` steps (Liu, Johns, Davison,
   CVPR 2019; their window is an epoch); weights are 1 for the first two windows.
+
+Under a ``tf.distribute`` strategy the model passes global-batch losses (and GradNorm's shared-layer
+gradients) summed over the replicas, so every replica computes the same update: the strategies' own state
+is created with ``ONLY_FIRST_REPLICA`` aggregation and GradNorm's optimizer skips gradient aggregation.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 STRATEGIES = ("fixed", "uncertainty", "gradnorm", "dwa")
+
+
+def _state(initial, name: str, trainable: bool = False, dtype=None) -> tf.Variable:
+    """A weighting-state variable that every replica updates identically (from cross-replica sums)."""
+    return tf.Variable(initial, trainable=trainable, dtype=dtype, name=name,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +70,7 @@ class LossWeighting(tf.Module):
         self.heads = list(heads)
         self.config = config
         init = [float(config.weights.get(h, 1.0)) for h in self.heads]
-        self.weights = tf.Variable(init, trainable=False, dtype=tf.float32, name="task_weights")
+        self.weights = _state(init, "task_weights", dtype=tf.float32)
 
     def effective_weights(self) -> tf.Tensor:
         return self.weights
@@ -114,9 +124,9 @@ class GradNorm(LossWeighting):
     def __init__(self, heads, config, name=None):
         super().__init__(heads, config, name)
         n = len(self.heads)
-        self.initial_losses = tf.Variable(tf.zeros([n]), trainable=False, name="initial_losses")
-        self.started = tf.Variable(False, trainable=False, name="started")
-        self.w_var = tf.Variable(self.weights.read_value(), trainable=True, name="gradnorm_w")
+        self.initial_losses = _state(tf.zeros([n]), "initial_losses")
+        self.started = _state(False, "started")
+        self.w_var = _state(self.weights.read_value(), "gradnorm_w", trainable=True)
         self.optimizer = keras.optimizers.Adam(config.learning_rate)
         self.optimizer.build([self.w_var])  # slots now, not inside the traced train step
 
@@ -134,7 +144,7 @@ class GradNorm(LossWeighting):
             target = tf.stop_gradient(tf.reduce_mean(g) * tf.pow(r, self.config.alpha))
             l_grad = tf.reduce_sum(tf.abs(g - target))
         grad = tape.gradient(l_grad, self.w_var)
-        self.optimizer.apply_gradients([(grad, self.w_var)])
+        self.optimizer.apply_gradients([(grad, self.w_var)], skip_gradients_aggregation=True)
         # Renormalise to sum n with every weight >= eps: w = eps + n (1 - eps) relu(w) / sum(relu(w)).
         eps = 1e-3
         w = tf.nn.relu(self.w_var)
@@ -158,10 +168,10 @@ class DWA(LossWeighting):
     def __init__(self, heads, config, name=None):
         super().__init__(heads, config, name)
         n = len(self.heads)
-        self.sums = tf.Variable(tf.zeros([n]), trainable=False, name="window_sums")
-        self.prev = tf.Variable(tf.zeros([2, n]), trainable=False, name="previous_window_means")
-        self.step = tf.Variable(0, trainable=False, dtype=tf.int64, name="step")
-        self.windows = tf.Variable(0, trainable=False, dtype=tf.int64, name="windows_done")
+        self.sums = _state(tf.zeros([n]), "window_sums")
+        self.prev = _state(tf.zeros([2, n]), "previous_window_means")
+        self.step = _state(0, "step", dtype=tf.int64)
+        self.windows = _state(0, "windows_done", dtype=tf.int64)
 
     def after_step(self, losses, shared_grads=None):
         self.sums.assign_add(tf.stack([tf.stop_gradient(losses[h]) for h in self.heads]))
