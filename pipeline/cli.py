@@ -154,6 +154,30 @@ def cmd_spec_infer(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- data
+def cmd_data_prepare(args) -> int:
+    """Convert a public dataset download into impression logs + spec (features.datasets)."""
+    from features.datasets import prepare, specific_options
+
+    kwargs = {k: getattr(args, k) for k in specific_options() if getattr(args, k, None) is not None}
+    summary = prepare(args.name, input=args.input, output=args.output, overwrite=args.overwrite,
+                      max_bad_fraction=args.max_bad_fraction, progress_every=args.progress_every, **kwargs)
+    out = summary["output"]
+    print(f"data prepare {args.name}: {summary['rows_read_total']:,} input lines -> train "
+          f"{summary['rows_written']['train']:,} / test {summary['rows_written']['test']:,} rows in "
+          f"{summary['seconds']:.1f}s")
+    for split in ("train", "test"):
+        scen = ", ".join(f"{k}: {v:,}" for k, v in summary["scenarios"][split].items())
+        labels = ", ".join(f"{k}: {v:,}" for k, v in summary["labels"][split].items())
+        print(f"  {split:5} scenarios {scen or '-'}; labels {labels or '-'}")
+    if summary["rows_skipped"]:
+        print("  skipped: " + ", ".join(f"{k}: {v:,}" for k, v in summary["rows_skipped"].items())
+              + f" ({summary['bad_rows']:,} bad lines)")
+    print(f"  wrote {out}/{{train,test}}/impressions.csv, {out}/spec.yaml, {out}/prepare_summary.json")
+    print(f"  next: msmt run --data {out}/train/impressions.csv --spec {out}/spec.yaml --output RUN_DIR")
+    return 0
+
+
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     """generate-data + run on the synthetic spec."""
@@ -213,6 +237,54 @@ def _add_run_options(p) -> None:
                    help="Beam pipeline argument, repeatable (default: DirectRunner in_memory); e.g. "
                         "--beam-arg=--runner=FlinkRunner")
     p.add_argument("--no-cache", action="store_true", help="re-execute every component")
+
+
+
+def _add_data_parser(sub) -> None:
+    """``msmt data prepare NAME --input DIR --output DIR``: the dataset adapters of features/datasets."""
+    from features.datasets import ADAPTERS, names
+
+    dp = sub.add_parser("data", help="public datasets: convert a download into impression logs + a spec",
+                        description="Public dataset tools. 'msmt data prepare NAME --input DIR --output DIR' "
+                                    "converts a download (" + ", ".join(names()) + ") into impression logs.")
+    data_sub = dp.add_subparsers(dest="data_action", metavar="ACTION")
+    dp.set_defaults(func=lambda _args: (dp.print_help(), 2)[1])
+    datasets = "\n\n".join(ADAPTERS[n].help for n in names())
+    p = data_sub.add_parser(
+        "prepare", help="convert a public dataset download (aliccp, aliexpress, alimama) into impression logs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Convert the public download in --input DIR into this project's impression log, streaming "
+                    "with bounded memory.\n\n" + datasets + "\n\n"
+                    "Writes (the same for every dataset):\n"
+                    "  OUTPUT/train/impressions.csv, OUTPUT/test/impressions.csv   header row, one row per impression\n"
+                    "  OUTPUT/spec.yaml             feature spec of these columns (msmt run --spec); scenario values\n"
+                    "                               = those seen; a header comment gives the source and the choices\n"
+                    "  OUTPUT/prepare_summary.json  rows read per file, written per split, skipped by reason, per-\n"
+                    "                               scenario and label counts, bad-line examples, seconds\n"
+                    "OUTPUT appears only when the run succeeds (it is written under a hidden temporary name and\n"
+                    "renamed). Bad lines are skipped, counted by reason and reported with file, line and column.\n"
+                    "Details: features/datasets/<NAME>.py.")
+    p.add_argument("name", metavar="NAME", choices=names(), help="dataset: " + ", ".join(names()))
+    p.add_argument("--input", required=True, metavar="DIR", help="directory of the download (see above)")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="output directory; must be absent or empty unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUTPUT when it holds an earlier 'msmt data prepare' output")
+    p.add_argument("--max-bad-fraction", type=float, default=0.01,
+                   help="share of bad lines (malformed, wrong field count, non-integer id, NaN, bad label, failed "
+                        "join) per input file that are skipped; above it the run fails and writes nothing "
+                        "(default 0.01, as the pipeline's; 0 = fail on any bad line)")
+    p.add_argument("--progress-every", type=int, default=1_000_000, metavar="N",
+                   help="print a progress line to stderr every N lines of a file (1000000)")
+    p.add_argument("--country", metavar="CODE",
+                   help="aliexpress: the country of input files whose path names none (e.g. NL)")
+    p.add_argument("--test-day", metavar="YYYY-MM-DD",
+                   help="alimama: the test day in UTC+8 (default 2017-05-13, the release's last day); "
+                        "earlier days are train")
+    p.add_argument("--conversion-window-hours", type=float, metavar="H",
+                   help="alimama: a buy (cart/fav for raction) of the same (cate, brand) within H hours after "
+                        "the impression labels it (default 24; used with behavior_log.csv)")
+    p.set_defaults(func=cmd_data_prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="input format (default: from the file name)")
     si.add_argument("--name", help="the spec's name (default: the file name)")
     si.set_defaults(func=cmd_spec_infer)
+
+    _add_data_parser(sub)
 
     m = sub.add_parser("models", help="list the models of the zoo", description="List models, outputs, papers.")
     m.set_defaults(func=cmd_models)

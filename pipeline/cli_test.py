@@ -1,10 +1,15 @@
 """The msmt CLI: --help on every subcommand, clear errors on bad input."""
 
+import json
+import os
+import re
+
 import pytest
 
 from pipeline.cli import build_parser, main
 
-SUBCOMMANDS = ("generate-data", "run", "compile-kubeflow", "evaluate", "export-check", "score", "models", "demo", "spec")
+SUBCOMMANDS = ("generate-data", "run", "compile-kubeflow", "evaluate", "export-check", "score", "models", "demo", "spec",
+               "data")
 
 
 def test_every_subcommand_has_help(capsys):
@@ -50,3 +55,58 @@ def test_run_with_unknown_format(tmp_path, capsys):
 def test_models_lists_shared_bottom(capsys):
     assert main(["models"]) == 0
     assert "shared_bottom" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- data prepare
+RAW = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data", "raw")
+
+
+def test_data_prepare_help_says_what_it_reads_and_writes(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "prepare", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("sample_skeleton_{train,test}.csv", "common_features_{train,test}.csv", "AliExpress_NL/train.csv",
+                 "raw_sample.csv", "behavior_log.csv", "OUTPUT/train/impressions.csv", "OUTPUT/spec.yaml",
+                 "OUTPUT/prepare_summary.json", "--max-bad-fraction", "--conversion-window-hours", "--country"):
+        assert text in out, text
+    assert main(["data"]) == 2
+
+
+def test_data_prepare_writes_the_output_and_prints_a_summary(tmp_path, capsys):
+    out = tmp_path / "ae"
+    assert main(["data", "prepare", "aliexpress", "--input", os.path.join(RAW, "aliexpress"), "--output", str(out),
+                 "--max-bad-fraction", "0.5", "--progress-every", "5"]) == 0
+    captured = capsys.readouterr()
+    assert "data prepare aliexpress: 24 input lines -> train 13 / test 7 rows" in captured.out
+    assert "train scenarios ES: 4, FR: 3, NL: 6; labels click: 6, conversion: 2" in captured.out
+    assert f"--spec {out}/spec.yaml" in captured.out
+    # progress on stderr: ES/train.csv has 5 lines, one bad; AliExpress_NL/train.csv 8 lines, two bad
+    assert re.search(r"aliexpress: 5 rows read, 4 written \([\d.]+k? rows/s\) - done", captured.err)
+    assert re.search(r"aliexpress: 5 rows read, 4 written \([\d.]+k? rows/s\)\n", captured.err)
+    assert re.search(r"aliexpress: 8 rows read, 6 written \([\d.]+k? rows/s\) - done", captured.err)
+    assert sorted(os.listdir(out)) == ["prepare_summary.json", "spec.yaml", "test", "train"]
+    summary = json.loads((out / "prepare_summary.json").read_text())
+    assert summary["options"]["max_bad_fraction"] == 0.5 and summary["options"]["progress_every"] == 5
+
+
+def test_data_prepare_passes_the_dataset_options(tmp_path, capsys):
+    out = tmp_path / "am"
+    assert main(["data", "prepare", "alimama", "--input", os.path.join(RAW, "alimama"), "--output", str(out),
+                 "--max-bad-fraction", "0.5", "--test-day", "2017-05-12", "--conversion-window-hours", "22"]) == 0
+    summary = json.loads((out / "prepare_summary.json").read_text())
+    assert summary["options"]["test_day"] == "2017-05-12" and summary["options"]["conversion_window_hours"] == 22
+    assert summary["rows_written"] == {"train": 14, "test": 1}
+
+
+def test_data_prepare_errors_are_clear(tmp_path, capsys):
+    args = ["--input", os.path.join(RAW, "alimama"), "--output", str(tmp_path / "o")]
+    assert main(["data", "prepare", "alimama", *args, "--country", "NL"]) == 1
+    assert "msmt data: error: --country applies to aliexpress only, not to alimama" in capsys.readouterr().err
+    assert main(["data", "prepare", "alimama", *args]) == 1
+    err = capsys.readouterr().err
+    assert "raw_sample.csv: 6 of 28 lines (21.43%) are bad" in err and "more than --max-bad-fraction 0.01" in err
+    assert "raw_sample.csv:22: 5 fields, the header has 6" in err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "criteo", *args])
