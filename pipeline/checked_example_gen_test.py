@@ -24,9 +24,9 @@ EXPECTED_BAD = {"malformed_line": 3, "wrong_type": 3, "non_finite": 2, "empty_id
 TOTAL_ROWS = 46
 
 
-def _run(tmp_path, max_bad_fraction):
+def _run(tmp_path, max_bad_fraction, shuffle=True):
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(parents=True)
     shutil.copy(FIXTURE, data / "impressions.csv")
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
@@ -42,7 +42,7 @@ def _run(tmp_path, max_bad_fraction):
         "output_data_format": example_gen_pb2.FORMAT_TF_EXAMPLE,
         "output_file_format": example_gen_pb2.FORMAT_TFRECORDS_GZIP,
         "custom_config": proto_utils.proto_to_json(
-            ceg.make_custom_config(resolve_spec("synthetic"), max_bad_fraction)),
+            ceg.make_custom_config(resolve_spec("synthetic"), max_bad_fraction, shuffle)),
     }
     ceg.Executor().Do({}, {"examples": [examples]}, exec_properties)
     return examples
@@ -94,6 +94,40 @@ def test_bad_rows_are_counted_per_kind_quarantined_and_the_good_rows_kept(tmp_pa
     assert all(r["raw"] for r in bad)
     text = ceg.describe(q)
     assert "16 bad rows of 46" in text and "column 'user_age': 'abc'" in text
+
+
+def _split_records(uri, split):
+    d = os.path.join(uri, f"Split-{split}")
+    return [r.numpy() for name in sorted(os.listdir(d))
+            for r in tf.data.TFRecordDataset(os.path.join(d, name), compression_type="GZIP")]
+
+
+def test_without_shuffle_the_splits_keep_reading_order_and_the_same_rows(tmp_path):
+    from tfx.components.example_gen import write_split
+
+    original = write_split.WriteSplit
+    shuffled = _run(tmp_path / "shuffled", max_bad_fraction=0.5, shuffle=True)
+    in_order = _run(tmp_path / "in_order", max_bad_fraction=0.5, shuffle=False)
+    assert write_split.WriteSplit is original  # the in-order writer is swapped in only during Do
+    assert ceg.read_quarantine(in_order.uri)["bad"] == EXPECTED_BAD
+    for split in ("train", "eval"):
+        a, b = _split_records(shuffled.uri, split), _split_records(in_order.uri, split)
+        assert sorted(a) == sorted(b) and b
+        # reading order: each split's rows come out in the fixture's line order
+        positions = [_fixture_line(tf.train.Example.FromString(r)) for r in b]
+        assert positions == sorted(positions), split
+
+
+def _fixture_line(example):
+    f = example.features.feature
+    key = (f["user_id"].bytes_list.value[0].decode(), f["item_id"].bytes_list.value[0].decode(),
+           str(f["ts"].int64_list.value[0]))
+    with open(FIXTURE) as fh:
+        for number, line in enumerate(fh, start=1):
+            cells = line.split(",")
+            if len(cells) > 4 and (cells[3], cells[4], cells[1]) == key:
+                return number
+    raise AssertionError(f"row {key} is not in the fixture")
 
 
 def test_too_many_bad_rows_fail_with_counts_and_the_quarantine_path(tmp_path):

@@ -110,3 +110,18 @@ def test_data_prepare_errors_are_clear(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit):
         main(["data", "prepare", "criteo", *args])
+
+
+def test_no_example_shuffle_reaches_the_example_gen_config(tmp_path):
+    from pipeline import checked_example_gen
+    from pipeline.cli import _pipeline_config, build_parser
+    from pipeline.pipeline import create_pipeline
+
+    base = ["run", "--data", str(tmp_path / "*.csv"), "--spec", "synthetic", "--output", str(tmp_path / "out")]
+    for extra, expected in (([], True), (["--no-example-shuffle"], False)):
+        config = _pipeline_config(build_parser().parse_args(base + extra))
+        assert config.shuffle_examples is expected
+        gen = next(c for c in create_pipeline(config).components if c.id == "CsvExampleGen")
+        custom = gen.exec_properties["custom_config"]
+        settings = checked_example_gen.read_custom_config({"custom_config": custom})
+        assert settings["shuffle"] is expected

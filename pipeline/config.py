@@ -41,6 +41,9 @@ class PipelineConfig:
       enable_cache: reuse unchanged component executions.
       max_bad_fraction: CSV input: the share of bad rows (malformed, wrong type, NaN, empty id, missing or
         impossible label) the ExampleGen quarantines and skips; more fails the run (0 = any bad row fails).
+      shuffle_examples: ExampleGen shuffles each split before writing it (TFX's behaviour). False writes the
+        rows in reading order, which keeps ExampleGen's memory flat on the in-process DirectRunner (the
+        shuffle holds the whole split in memory there); the Trainer still shuffles within its buffer.
       max_scenario_shift: the ExampleValidator's drift limit on the scenario mix against the last accepted
         span: the largest change of any scenario's share (L-infinity distance); more stops the run.
     """
@@ -62,6 +65,7 @@ class PipelineConfig:
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
     max_bad_fraction: float = 0.01
+    shuffle_examples: bool = True
     max_scenario_shift: float = 0.1
 
     def __post_init__(self):

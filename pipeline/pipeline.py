@@ -49,7 +49,8 @@ def _example_gen(config: PipelineConfig):
         return FileBasedExampleGen(
             input_base=input_base, input_config=input_config, output_config=output_config,
             range_config=range_config,
-            custom_config=checked_example_gen.make_custom_config(config.load_spec(), config.max_bad_fraction),
+            custom_config=checked_example_gen.make_custom_config(config.load_spec(), config.max_bad_fraction,
+                                                                 config.shuffle_examples),
             custom_executor_spec=executor_spec.BeamExecutorSpec(checked_example_gen.Executor),
         ).with_id("CsvExampleGen")
     if fmt == "tfrecord":
