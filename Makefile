@@ -12,6 +12,7 @@ help:
 	@echo "make test     build the runtime if needed, run the test suite (~22 min on 2 cores)"
 	@echo "make runtime  build or check the runtime only"
 	@echo "make lock     re-resolve requirements.in into requirements.lock"
+	@echo "make bench-perf  Trainer input efficiency + pipeline seconds / peak RSS at 200k, 1M, 5M rows (long; BENCH_ARGS=...)"
 
 runtime:
 	@$(RUNTIME) ensure
@@ -43,3 +44,9 @@ bench-quality: runtime
 .PHONY: bench-serving
 bench-serving: runtime
 	$(PY) bench/serving.py $(BENCH_ARGS)
+
+# Performance benchmark (not part of `make test`): Trainer input-pipeline efficiency (shared_bottom, ple, aem2tl) and
+# per-component seconds / peak RSS of `msmt demo` at 200k, 1M, 5M rows; report in build/bench-perf/report.md.
+.PHONY: bench-perf
+bench-perf: runtime
+	$(PY) bench/perf.py $(BENCH_ARGS)

@@ -190,8 +190,8 @@ def cmd_demo(args) -> int:
     run_args = argparse.Namespace(
         data=os.path.join(data_dir, "span-*", "impressions.csv"), spec="synthetic",
         output=os.path.join(args.output, "run"), model="shared_bottom", model_config=None, train_config=None,
-        epochs=args.epochs, batch_size=None, learning_rate=None, seed=args.seed, min_auc=0.5, beam_arg=None,
-        no_cache=False)
+        epochs=args.epochs, batch_size=None, learning_rate=None, seed=args.seed, min_auc=0.5,
+        beam_arg=args.beam_arg, no_cache=False, no_example_shuffle=args.no_example_shuffle)
     cmd_run(run_args)
     print(f"\ndemo finished in {time.time() - t0:.1f}s")
     return 0
@@ -367,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rows", type=int, default=200_000, help="impressions (200000)")
     d.add_argument("--epochs", type=int, default=1, help="training epochs (1; more overfits the id embeddings)")
     d.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    d.add_argument("--beam-arg", action="append", help="Beam pipeline argument, repeatable (as in 'msmt run')")
+    d.add_argument("--no-example-shuffle", action="store_true",
+                   help="ExampleGen keeps reading order (as in 'msmt run'; flat memory on large inputs)")
     d.set_defaults(func=cmd_demo)
     return parser
 
