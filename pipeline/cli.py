@@ -234,10 +234,15 @@ def _add_run_options(p) -> None:
                    help="initialise the model from the last blessed model (same model, config and table sizes)")
     p.add_argument("--bulk-inference", action="store_true",
                    help="add a BulkInferrer that scores the eval split with the blessed model")
+    _add_beam_options(p)
+    p.add_argument("--no-cache", action="store_true", help="re-execute every component")
+
+
+def _add_beam_options(p) -> None:
+    """Options of the Beam components, shared by ``run`` and ``demo``."""
     p.add_argument("--beam-arg", action="append",
                    help="Beam pipeline argument, repeatable (default: DirectRunner in_memory); e.g. "
                         "--beam-arg=--runner=FlinkRunner")
-    p.add_argument("--no-cache", action="store_true", help="re-execute every component")
     p.add_argument("--no-example-shuffle", action="store_true",
                    help="ExampleGen writes the rows in reading order instead of shuffling each split: on the "
                         "default in-process Beam runner the shuffle holds the whole split in memory (a 5M-row "
@@ -367,9 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rows", type=int, default=200_000, help="impressions (200000)")
     d.add_argument("--epochs", type=int, default=1, help="training epochs (1; more overfits the id embeddings)")
     d.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    d.add_argument("--beam-arg", action="append", help="Beam pipeline argument, repeatable (as in 'msmt run')")
-    d.add_argument("--no-example-shuffle", action="store_true",
-                   help="ExampleGen keeps reading order (as in 'msmt run'; flat memory on large inputs)")
+    _add_beam_options(d)
     d.set_defaults(func=cmd_demo)
     return parser
 
