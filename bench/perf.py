@@ -2,8 +2,8 @@
 
 (a) Trainer input pipeline. For each ``--models`` model, on the Transform output of one pipeline run (the
     newest ``Transform/transform_graph`` and ``Transform/transformed_examples`` of ``--trainer-run``, default
-    the largest run measured in (b)), the Trainer's own input function (``models.trainer._dataset`` over TFX's
-    ``DataAccessor``, as the Trainer's GenericExecutor builds it) feeds the model that ``run_fn`` builds
+    the largest run measured in (b)), the Trainer's own input function (``models.trainer.input_dataset``)
+    feeds the model that ``run_fn`` builds
     (``build_model`` from the run's train config, ``compile(Adam)``, same strategy, same determinism settings,
     ``--batch-size``). The same model's Keras train step (``make_train_function``, what ``fit`` calls per step)
     is then fed from ``--cache-batches`` batches of that dataset held in memory (``take(K).cache().repeat()``):
@@ -272,7 +272,7 @@ def render_report(results: Dict, memory_bytes: float, compare: Optional[Dict] = 
 
     # (a) Trainer input
     trainer = latest_trainer(results)
-    lines += ["## Trainer input pipeline: `models.trainer._dataset` vs the same train step on in-memory batches", ""]
+    lines += ["## Trainer input pipeline: `models.trainer.input_dataset` vs the same train step on in-memory batches", ""]
     if trainer:
         t0 = next(iter(trainer.values()))
         lines += [f"Transform output of `{t0.get('run_dir')}` ({fmt_rows(t0.get('run_rows'))} rows); batch "
@@ -727,27 +727,6 @@ def run_scaling(args, results: Dict, results_path: str) -> None:
 
 
 # ---------------------------------------------------------------------------- (a) Trainer input
-def trainer_fn_args(examples_dir: str):
-    """The parts of the Trainer's ``fn_args`` its input function reads: the split file patterns and TFX's own
-    ``DataAccessor``, built the way ``tfx.components.trainer.fn_args_utils.get_common_fn_args`` builds them
-    from the transformed Examples artifact."""
-    import types
-
-    from tfx.components.trainer.fn_args_utils import DataAccessor
-    from tfx.components.util import tfxio_utils
-    from tfx.types import artifact_utils, standard_artifacts
-
-    examples = standard_artifacts.Examples()
-    examples.uri = examples_dir
-    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
-    accessor = DataAccessor(
-        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], ["Trainer"]),
-        record_batch_factory=None, data_view_decode_fn=None)
-    return types.SimpleNamespace(data_accessor=accessor,
-                                 train_files=[os.path.join(examples_dir, "Split-train", "*")],
-                                 eval_files=[os.path.join(examples_dir, "Split-eval", "*")])
-
-
 def measure_trainer(model_name: str, run_dir: str, args) -> Dict:
     """Train-step examples/s fed by the Trainer's input function vs by in-memory batches (same model)."""
     import gc
@@ -761,7 +740,7 @@ def measure_trainer(model_name: str, run_dir: str, args) -> Dict:
     from models.config import TrainConfig, parse_config
     from models.distribution import choose_strategy, set_mixed_precision
     from models.registry import build_model
-    from models.trainer import _dataset, make_deterministic
+    from models.trainer import input_dataset, make_deterministic
 
     with open(os.path.join(run_dir, "run_summary.json")) as fh:
         cfg = json.load(fh)["config"]
@@ -776,8 +755,8 @@ def measure_trainer(model_name: str, run_dir: str, args) -> Dict:
     set_mixed_precision(train_cfg.mixed_precision)
     tfo = tft.TFTransformOutput(transform)
     dims = input_dims(spec, tfo.vocabulary_size_by_name)
-    fn_args = trainer_fn_args(examples)
-    ds = _dataset(fn_args, fn_args.train_files, tfo, train_cfg.batch_size, True, None, train_cfg.seed)
+    ds = input_dataset([os.path.join(examples, "Split-train", "*")], tfo, train_cfg.batch_size, True, None,
+                       train_cfg.seed)
     with strategy.scope():
         model = build_model(model_name, dims.to_dict(), cfg.get("model_config") if model_name == cfg.get("model")
                             else None, with_action=bool(spec.labels.raction), weighting=train_cfg.weighting,

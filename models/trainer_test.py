@@ -4,12 +4,13 @@ Determinism: the same seed gives the same initial weights, shuffles and trained 
 import hashlib
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras as keras
 
 from models.registry import build_model
 from models.testing import savedmodel_round_trip, tiny_batch, tiny_dims
-from models.trainer import _dataset, file_sha256, make_deterministic, warm_start
+from models.trainer import file_sha256, input_dataset, make_deterministic, warm_start
 
 CONFIG = {"embedding_dim": 4, "tower_units": [8]}
 
@@ -59,25 +60,43 @@ def test_same_seed_same_weights_and_losses_other_seed_differs():
     assert any(not np.array_equal(a, b) for a, b in zip(weights, other_weights))
 
 
-def test_input_is_seeded_and_ordered():
-    seen = {}
+class _TransformOutput:
+    """The one method of ``tft.TFTransformOutput`` that ``input_dataset`` reads."""
 
-    class Accessor:
-        def tf_dataset_factory(self, files, options, schema):
-            seen.update(files=files, options=options)
-            return tf.data.Dataset.range(3)
+    @staticmethod
+    def transformed_feature_spec():
+        return {"x": tf.io.FixedLenFeature([], tf.int64), "tags": tf.io.VarLenFeature(tf.int64)}
 
-    class Args:
-        data_accessor = Accessor()
 
-    class TransformOutput:
-        class transformed_metadata:
-            schema = None
+def _write_examples(path, values):
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as w:
+        for v in values:
+            w.write(tf.train.Example(features=tf.train.Features(feature={
+                "x": tf.train.Feature(int64_list=tf.train.Int64List(value=[v])),
+                "tags": tf.train.Feature(int64_list=tf.train.Int64List(value=list(range(v % 3))))})
+            ).SerializeToString())
 
-    _dataset(Args(), ["f"], TransformOutput(), 64, True, 2, 123)
-    opts = seen["options"]
-    assert opts.shuffle and opts.shuffle_seed == 123 and not opts.sloppy_ordering
-    assert opts.batch_size == 64 and opts.num_epochs == 2
+
+def _xs(ds):
+    return [int(v) for batch in ds for v in batch["x"].numpy()]
+
+
+def test_input_dataset_parses_batches_in_a_seeded_order(tmp_path):
+    _write_examples(tmp_path / "a.gz", range(0, 50))
+    _write_examples(tmp_path / "b.gz", range(50, 100))
+    files = [str(tmp_path / "*.gz")]
+    # no shuffle: sorted files, reading order; the last batch is partial; VarLen features stay sparse
+    plain = list(input_dataset(files, _TransformOutput(), 16, False, 1, 0))
+    assert [int(b["x"].shape[0]) for b in plain] == [16] * 6 + [4]
+    assert _xs(plain) == list(range(100))
+    first = plain[0]["tags"]
+    assert isinstance(first, tf.SparseTensor) and first.dense_shape.numpy().tolist() == [16, 2]
+    # shuffled: every record once per epoch, the same order for the same seed, another for another seed
+    a, again, other = (_xs(input_dataset(files, _TransformOutput(), 16, True, 2, seed)) for seed in (123, 123, 7))
+    assert sorted(a) == sorted(list(range(100)) * 2)
+    assert a == again and a != other and a[:100] != list(range(100))
+    with pytest.raises(ValueError, match="no transformed examples"):
+        input_dataset([str(tmp_path / "missing*")], _TransformOutput(), 16, False, 1, 0)
 
 
 def test_file_sha256(tmp_path):
