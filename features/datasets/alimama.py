@@ -60,7 +60,7 @@ import dataclasses
 import datetime
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from features.datasets import common
 from features.datasets.common import BadLine, PrepareError, PrepareOptions, parse_int_cell
@@ -191,61 +191,64 @@ def _optional_int(text: str, column: str) -> str:
     return text
 
 
-def load_ads(run: common.PrepareRun, path: str, display: str, extra: Dict[str, Any]) -> Dict[int, Ad]:
-    """``adgroup_id -> (cate_id, brand, cells)`` of ``ad_feature.csv``; the first line of a duplicate id wins."""
+def _load_table(run: common.PrepareRun, path: str, display: str, columns: Sequence[str], noun: str,
+                parse: Callable[[List[str], Dict[str, int]], Tuple[int, Any]]) -> Tuple[Dict[int, Any], int]:
+    """``(key -> value, duplicate lines)`` of a catalogue-sized CSV: ``parse(fields, column positions)`` gives
+    ``(key, value)`` or raises :class:`BadLine` (counted and skipped); the first line of a duplicate key wins."""
     header = common.read_header(path, display)
-    pos = common.column_index(header, AD_COLUMNS, display)
-    ads: Dict[int, Ad] = {}
-    duplicates = no_brand = 0
-    for lineno, line in run.lines(path, display, noun="ads"):
+    pos = common.column_index(header, columns, display)
+    table: Dict[int, Any] = {}
+    duplicates = 0
+    for lineno, line in run.lines(path, display, noun=noun):
         try:
-            parts = _fields(line, len(header))
-            adgroup = parse_int_cell(parts[pos["adgroup_id"]], "adgroup_id")
-            cate = parse_int_cell(parts[pos["cate_id"]], "cate_id")
-            campaign = _optional_int(parts[pos["campaign_id"]], "campaign_id")
-            customer = _optional_int(parts[pos["customer"]], "customer")
-            brand_text = parts[pos["brand"]].strip()
-            brand = None if brand_text in NULL_BRAND else parse_int_cell(brand_text, "brand")
-            price = parts[pos["price"]].strip()
-            if price:
-                try:
-                    value = float(price)
-                except ValueError:
-                    raise BadLine("wrong_type", f"{price!r} is not a number", "price", price) from None
-                if not math.isfinite(value):
-                    raise BadLine("non_finite", f"{price!r} is not a finite number", "price", price)
+            key, value = parse(_fields(line, len(header)), pos)
         except BadLine as e:
             run.bad(display, lineno, e)
             continue
-        if adgroup in ads:
+        if key in table:
             duplicates += 1
             continue
-        no_brand += brand is None
-        ads[adgroup] = (cate, brand, (str(cate), campaign, customer, "" if brand is None else brand_text, price))
-    extra.update(ads_loaded=len(ads), ads_duplicate=duplicates, ads_without_brand=no_brand)
+        table[key] = value
+    return table, duplicates
+
+
+def _parse_ad(parts: List[str], pos: Dict[str, int]) -> Tuple[int, Ad]:
+    adgroup = parse_int_cell(parts[pos["adgroup_id"]], "adgroup_id")
+    cate = parse_int_cell(parts[pos["cate_id"]], "cate_id")
+    campaign = _optional_int(parts[pos["campaign_id"]], "campaign_id")
+    customer = _optional_int(parts[pos["customer"]], "customer")
+    brand_text = parts[pos["brand"]].strip()
+    brand = None if brand_text in NULL_BRAND else parse_int_cell(brand_text, "brand")
+    price = parts[pos["price"]].strip()
+    if price:
+        try:
+            value = float(price)
+        except ValueError:
+            raise BadLine("wrong_type", f"{price!r} is not a number", "price", price) from None
+        if not math.isfinite(value):
+            raise BadLine("non_finite", f"{price!r} is not a finite number", "price", price)
+    return adgroup, (cate, brand, (str(cate), campaign, customer, "" if brand is None else brand_text, price))
+
+
+def load_ads(run: common.PrepareRun, path: str, display: str, extra: Dict[str, Any]) -> Dict[int, Ad]:
+    """``adgroup_id -> (cate_id, brand, cells)`` of ``ad_feature.csv``; the first line of a duplicate id wins."""
+    ads, duplicates = _load_table(run, path, display, AD_COLUMNS, "ads", _parse_ad)
+    extra.update(ads_loaded=len(ads), ads_duplicate=duplicates,
+                 ads_without_brand=sum(brand is None for _, brand, _ in ads.values()))
     return ads
+
+
+def _parse_profile(parts: List[str], pos: Dict[str, int]) -> Tuple[int, Tuple[str, ...]]:
+    userid = parse_int_cell(parts[pos["userid"]], "userid")
+    cells = tuple(_optional_int(parts[pos[c]], c) for c in PROFILE_FEATURES)
+    city = _optional_int(parts[pos["new_user_class_level"]], "new_user_class_level") or MISSING_CITY_LEVEL
+    return userid, cells + (city,)
 
 
 def load_profiles(run: common.PrepareRun, path: str, display: str,
                   extra: Dict[str, Any]) -> Dict[int, Tuple[str, ...]]:
     """``userid -> cells of PROFILE_FEATURES + (city_level,)`` of ``user_profile.csv``; first line wins."""
-    header = common.read_header(path, display)
-    pos = common.column_index(header, PROFILE_COLUMNS, display)
-    profiles: Dict[int, Tuple[str, ...]] = {}
-    duplicates = 0
-    for lineno, line in run.lines(path, display, noun="profiles"):
-        try:
-            parts = _fields(line, len(header))
-            userid = parse_int_cell(parts[pos["userid"]], "userid")
-            cells = tuple(_optional_int(parts[pos[c]], c) for c in PROFILE_FEATURES)
-            city = _optional_int(parts[pos["new_user_class_level"]], "new_user_class_level") or MISSING_CITY_LEVEL
-        except BadLine as e:
-            run.bad(display, lineno, e)
-            continue
-        if userid in profiles:
-            duplicates += 1
-            continue
-        profiles[userid] = cells + (city,)
+    profiles, duplicates = _load_table(run, path, display, PROFILE_COLUMNS, "profiles", _parse_profile)
     extra.update(profiles_loaded=len(profiles), profiles_duplicate=duplicates)
     return profiles
 
