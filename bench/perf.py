@@ -49,7 +49,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import glob  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -62,6 +61,8 @@ import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from pipeline.results import newest_artifact  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join(REPO, "build", "bench-perf")
 DEFAULT_SIZES = (200_000, 1_000_000, 5_000_000)
@@ -600,13 +601,6 @@ def find_run_dir(path: str) -> Optional[str]:
         if os.path.exists(os.path.join(d, "run_summary.json")):
             return os.path.abspath(d)
     return None
-
-
-def newest_artifact(run_dir: str, component: str, output: str) -> Optional[str]:
-    """Newest ``pipeline_root/<component>/<output>/<id>`` directory (largest id)."""
-    dirs = [d for d in glob.glob(os.path.join(run_dir, "pipeline_root", component, output, "*"))
-            if os.path.basename(d).isdigit()]
-    return max(dirs, key=lambda d: int(os.path.basename(d))) if dirs else None
 
 
 def split_rows(run_dir: str, split: str) -> Optional[int]:

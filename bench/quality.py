@@ -40,6 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from features.synthetic import ORACLE_FOR_HEAD, oracle_auc  # noqa: E402
+from pipeline.results import newest_artifact  # noqa: E402
 
 HEADS = ("ctr", "ctavr", "ctcvr", "xcvr")
 DEFAULT_MODELS = ("shared_bottom", "mmoe", "ple", "esmm", "esm2", "aitm", "star", "pepnet", "aem2tl", "ektm")
@@ -122,13 +123,8 @@ def prepare(args) -> Dict[str, str]:
     if not glob.glob(os.path.join(run_dir, "pipeline_root", "Transform", "transform_graph", "*")):
         _run([sys.executable, "-m", "pipeline.cli", "run", "--data", train_pattern, "--spec", "synthetic",
               "--output", run_dir, "--epochs", "1", "--min-auc", "0"])
-    root = os.path.join(run_dir, "pipeline_root")
-
-    def latest(p):
-        return sorted(glob.glob(p), key=lambda x: int(os.path.basename(x)))[-1]
-
-    return {"transform": latest(os.path.join(root, "Transform", "transform_graph", "*")),
-            "examples": latest(os.path.join(root, "Transform", "transformed_examples", "*")),
+    return {"transform": newest_artifact(run_dir, "Transform", "transform_graph"),
+            "examples": newest_artifact(run_dir, "Transform", "transformed_examples"),
             "test": os.path.join(data, f"span-{last}", "impressions.tfrecord.gz")}
 
 

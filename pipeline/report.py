@@ -37,7 +37,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from features.fingerprint import file_sha256
-from pipeline.results import OVERALL, first_uri, read_tfrecords, slice_name
+from pipeline.results import OVERALL, first_uri, newest_artifact, read_tfrecords, slice_name
 
 REPORT_DIR = "report"
 REPORT_JSON = "report.json"
@@ -403,11 +403,6 @@ def _apply_mlmd(rep: Reproducibility, run_dir: str) -> bool:
     return True
 
 
-def _newest_numbered(pattern: str) -> Optional[str]:
-    found = [(int(os.path.basename(d)), d) for d in glob.glob(pattern) if os.path.basename(d).isdigit()]
-    return max(found)[1] if found else None
-
-
 def reproducibility(run_dir: str) -> Reproducibility:
     """The seed, lock-file hash and data fingerprint of the run in ``run_dir`` (fields None when unknown).
 
@@ -421,8 +416,7 @@ def reproducibility(run_dir: str) -> Reproducibility:
     except Exception:  # an unreadable or foreign MLMD store: fall back to the files
         trainer_known = False
     if not trainer_known:
-        _apply_train_summary(rep, _newest_numbered(os.path.join(run_dir, "pipeline_root", "Trainer", "model_run",
-                                                                "*")))
+        _apply_train_summary(rep, newest_artifact(run_dir, "Trainer", "model_run"))
     if rep.seed is None:
         configs = sorted(glob.glob(os.path.join(run_dir, "logs", "pipeline-config-*.json")))
         cfg = _read_json(configs[-1]) if configs else None

@@ -146,3 +146,10 @@ def format_table(metrics, oracle, heads) -> str:
 
 def first_uri(artifacts) -> Optional[str]:
     return artifacts[0].uri if artifacts else None
+
+
+def newest_artifact(run_dir: str, component: str, output: str) -> Optional[str]:
+    """Newest ``<run_dir>/pipeline_root/<component>/<output>/<execution id>`` directory (largest id), or None."""
+    dirs = [d for d in glob.glob(os.path.join(run_dir, "pipeline_root", component, output, "*"))
+            if os.path.basename(d).isdigit()]
+    return max(dirs, key=lambda d: int(os.path.basename(d))) if dirs else None

@@ -60,13 +60,8 @@ def eval_examples_glob(out) -> str:
 
 def trainer_fn_args(transform_dir: str, examples_dir: str, out_dir: str, custom_config: dict,
                     train_steps: Optional[int] = None, eval_steps: Optional[int] = None):
-    """``fn_args`` for ``models.trainer.run_fn`` as the TFX Trainer builds them, over a Transform output
+    """The ``fn_args`` of the TFX Trainer that ``models.trainer.run_fn`` reads, over a Transform output
     (``examples_dir`` holds ``Split-train``/``Split-eval``). For use inside a child process."""
-    from tfx_bsl.public import tfxio
-
-    class DataAccessor:
-        def tf_dataset_factory(self, files, options, schema):
-            return tfxio.TFExampleRecord(file_pattern=files, schema=schema).TensorFlowDataset(options)
 
     class FnArgs:
         pass
@@ -78,7 +73,6 @@ def trainer_fn_args(transform_dir: str, examples_dir: str, out_dir: str, custom_
     a.eval_files = [os.path.join(examples_dir, "Split-eval", "*")]
     a.train_steps = train_steps
     a.eval_steps = eval_steps
-    a.data_accessor = DataAccessor()
     a.serving_model_dir = os.path.join(out_dir, "serving")
     a.model_run_dir = os.path.join(out_dir, "run")
     return a
@@ -86,12 +80,11 @@ def trainer_fn_args(transform_dir: str, examples_dir: str, out_dir: str, custom_
 
 def pipeline_outputs(out) -> dict:
     """Newest Transform graph, transformed examples and raw ExampleGen examples of the pipeline run at ``out``."""
-    import glob
+    from pipeline.results import newest_artifact
 
-    def latest(pattern):
-        return sorted(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))[-1]
-
-    root = os.path.join(str(out), "pipeline_root")
-    return {"transform": latest(os.path.join(root, "Transform", "transform_graph", "*")),
-            "examples": latest(os.path.join(root, "Transform", "transformed_examples", "*")),
-            "raw": latest(os.path.join(root, "CsvExampleGen", "examples", "*"))}
+    found = {"transform": newest_artifact(str(out), "Transform", "transform_graph"),
+             "examples": newest_artifact(str(out), "Transform", "transformed_examples"),
+             "raw": newest_artifact(str(out), "CsvExampleGen", "examples")}
+    missing = [k for k, v in found.items() if v is None]
+    assert not missing, f"the pipeline run at {out} has no {missing} artifact"
+    return found
