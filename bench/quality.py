@@ -201,12 +201,14 @@ def evaluate(args, paths) -> Dict:
                     m = np.ones(len(scen), bool) if s == "overall" else scen == s
                     y, p = targets[h][m], preds[h][m]
                     row["metrics"][f"{h}/{s}"] = {"auc": oracle_auc(y, p), "gauc": gauc(y, p, cols["user_id"][m]),
-                                                  "logloss": logloss(y, p)}
+                                                  "logloss": logloss(y, p),
+                                                  "calibration": float(p.mean() / max(y.mean(), 1e-12))}
             results["runs"].append(row)
             with open(done_path, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(f"{name} seed {seed}: {seconds:.0f}s " + " ".join(
-                f"{h}={row['metrics'][f'{h}/overall']['auc']:.4f}" for h in HEADS if f"{h}/overall" in row["metrics"]),
+                f"{h}={row['metrics'][f'{h}/overall']['auc']:.4f}/cal {row['metrics'][f'{h}/overall']['calibration']:.2f}"
+                for h in HEADS if f"{h}/overall" in row["metrics"]),
                 flush=True)
     return results
 

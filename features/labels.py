@@ -6,12 +6,15 @@ Heads (DESIGN.md section 5): ``ctr`` = P(click | imp), ``ctavr`` = P(click & act
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List
 
 from features.spec import FeatureSpec
 
 LABEL_PREFIX = "label_"
 HEAD_KEYS = ("ctr", "ctavr", "cvr", "ctcvr", "xcvr")
+# Heads with a label over all impressions: they are evaluated, gated and calibrated (cvr is conditional on a
+# click and is none of these).
+IMPRESSION_HEADS = ("ctr", "ctavr", "ctcvr", "xcvr")
 
 
 def label_key(name: str) -> str:
@@ -23,12 +26,33 @@ def label_key(name: str) -> str:
 HEAD_TARGETS = {"ctr": "click", "ctavr": "ctavr", "cvr": "conversion", "ctcvr": "ctcvr", "xcvr": "conversion"}
 
 
+# Head -> label roles whose AND is the head's target over all impressions (roles are keys of spec.labels).
+HEAD_LABEL_ROLES = {"ctr": ("click",), "ctavr": ("click", "raction"), "ctcvr": ("click", "conversion"),
+                    "xcvr": ("conversion",)}
+
+
+def head_label_columns(spec: FeatureSpec) -> Dict[str, List[str]]:
+    """Impression head -> the raw label columns whose AND is its target, for the heads the spec supports."""
+    cols = spec.label_columns
+    return {h: [cols[r] for r in roles] for h, roles in HEAD_LABEL_ROLES.items() if all(r in cols for r in roles)}
+
+
 def head_label_keys(spec: FeatureSpec) -> Dict[str, str]:
     """Head key -> transformed label feature, for the heads the spec's labels support."""
     keys = {h: label_key(t) for h, t in HEAD_TARGETS.items()}
     if not spec.labels.raction:
         keys.pop("ctavr")
     return keys
+
+
+def has_action(spec: FeatureSpec) -> bool:
+    """Whether the data has a related post-click action label (``ctavr`` and the action edges)."""
+    return bool(spec.labels.raction)
+
+
+def has_view_through(spec: FeatureSpec) -> bool:
+    """Whether a conversion can happen without a click (the spec does not list it in ``requires_click``)."""
+    return "conversion" not in spec.labels.requires_click
 
 
 def is_label_feature(name: str) -> bool:

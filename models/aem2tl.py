@@ -71,7 +71,6 @@ class AEM2TLConfig(ModelConfig):
 class AEM2TL(MultiTaskRanker):
     config_class = AEM2TLConfig
     reference = "Yi et al., An Adaptive Entire-Space Multi-Scenario Multi-Task Transfer Learning Model, IEEE TKDE 2025"
-    default_supervised = ("ctr", "ctavr", "xcvr")
 
     def build_layers(self) -> None:
         c = self.config
@@ -87,9 +86,13 @@ class AEM2TL(MultiTaskRanker):
         self.towers = ScenarioTowers(S, len(self.tasks_order), c.tower_units, c.gamma, c.personalized_gate,
                                      c.share_towers_across_scenarios, c.dropout, name="towers")
 
+    @classmethod
+    def outputs_for(cls, config, with_action: bool, view_through: bool):
+        return super().outputs_for(config, with_action, view_through) if config.entire_space else DIRECT_EDGES
+
     @property
-    def output_keys(self):
-        return self.heads.output_keys if self.config.entire_space else DIRECT_EDGES
+    def edge_names(self):
+        return self.tasks_order
 
     def compose(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         if self.config.entire_space:

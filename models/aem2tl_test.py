@@ -11,8 +11,9 @@ SMALL = {"embedding_dim": 4, "tower_units": [8], "scenario_expert_units": [8], "
          "scenario_shared_experts": 2}
 
 
-def _model(with_action=True, **switches):
-    return build_model("aem2tl", tiny_dims().to_dict(), dict(SMALL, **switches), with_action=with_action)
+def _model(with_action=True, supervised_heads=None, **switches):
+    return build_model("aem2tl", tiny_dims().to_dict(), dict(SMALL, **switches), with_action=with_action,
+                       supervised_heads=supervised_heads)
 
 
 def _names(model):
@@ -29,7 +30,8 @@ def _gate_inputs(gate, n, backbone_width=8):
 def test_five_edges_and_supervised_heads():
     model = _model()
     assert set(model.heads.edges) == {"click", "conv_click", "conv_unclick", "action", "conv_action"}
-    assert model.supervised_heads == ("ctr", "ctavr", "xcvr")
+    # Default: every head the entire-space module composes is supervised (ctcvr included, unlike the paper).
+    assert model.supervised_heads == ("ctr", "ctavr", "ctcvr", "xcvr")
     out = model(tiny_batch(8))
     # xcvr - ctcvr = (1 - y1) y3 >= 0
     assert np.all(out["xcvr"].numpy() >= out["ctcvr"].numpy() - 1e-7)
@@ -38,7 +40,13 @@ def test_five_edges_and_supervised_heads():
 def test_without_action_label_drops_ctavr():
     model = _model(with_action=False)
     assert set(model.heads.edges) == {"click", "conv_click", "conv_unclick"}
-    assert model.supervised_heads == ("ctr", "xcvr")
+    assert model.supervised_heads == ("ctr", "ctcvr", "xcvr")
+
+
+def test_paper_losses_are_one_setting_away():
+    model = _model(supervised_heads=("ctr", "ctavr", "xcvr"))
+    assert model.supervised_heads == ("ctr", "ctavr", "xcvr")
+    assert set(model.tasks) == {"ctr", "ctavr", "xcvr"}
 
 
 def test_one_tower_per_scenario_and_task():

@@ -93,7 +93,6 @@ class AITM(MultiTaskRanker):
                  "Multi-task Learning in Targeted Display Advertising (AITM), KDD 2021")
     has_unclick_edge = False
     default_supervised = ("ctr", "ctavr", "ctcvr")
-    declared_outputs = ("ctr", "ctcvr", "xcvr")
 
     def build_layers(self) -> None:
         c = self.config
@@ -104,9 +103,14 @@ class AITM(MultiTaskRanker):
                           for t in self.funnel[1:]}
         self.logits = {t: keras.layers.Dense(1, name=f"logit_{t}") for t in self.funnel}
 
+    @classmethod
+    def outputs_for(cls, config, with_action: bool, view_through: bool):
+        """The entire-space heads of the funnel tasks: no ``cvr`` output."""
+        return tuple(k for k in super().outputs_for(config, with_action, view_through) if k != "cvr")
+
     @property
-    def output_keys(self):
-        return ("ctr", "ctcvr", "xcvr") + (("ctavr",) if self.with_action else ())
+    def edge_names(self):
+        return self.funnel
 
     def upstream(self, task: str) -> str:
         """The task whose probability bounds ``task``'s in the calibrator."""
@@ -148,7 +152,8 @@ class AITM(MultiTaskRanker):
     def call(self, inputs, training=None):
         outputs = super().call(inputs, training=training)
         if self.config.funnel_projection and not training:
-            outputs = self.project(outputs)
+            projected = self.project(outputs)
+            outputs = {k: projected[k] for k in outputs}
         return outputs
 
     def auxiliary_loss(self, inputs, outputs, training=None) -> tf.Tensor:

@@ -12,8 +12,9 @@ from models.testing import gradnorm_weight_sum, tiny_batch, tiny_dims
 CONFIG = {"embedding_dim": 4, "tower_units": [16, 8]}
 
 
-def _model(with_action=True, **overrides):
-    return AITM(tiny_dims().to_dict(), dict(CONFIG, **overrides), with_action=with_action)
+def _model(with_action=True, view_through=False, **overrides):
+    return AITM(tiny_dims().to_dict(), dict(CONFIG, **overrides), with_action=with_action,
+                view_through=view_through)
 
 
 def _np(d):
@@ -30,6 +31,11 @@ def test_outputs_are_end_to_end_probabilities_in_funnel_order():
     np.testing.assert_array_equal(out["xcvr"], out["ctcvr"])  # no view-through path
     assert model.funnel == ["click", "action", "conversion"]
     assert model.supervised_heads == ("ctr", "ctavr", "ctcvr")
+
+
+def test_no_xcvr_when_conversions_can_happen_without_a_click():
+    model = _model(view_through=True)
+    assert set(model(tiny_batch(8))) == {"ctr", "ctavr", "ctcvr"} == set(model.output_keys)
 
 
 def test_without_action_two_task_funnel():

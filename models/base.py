@@ -21,17 +21,28 @@ per-head losses, GradNorm's shared-layer gradients and the reported losses are s
 same way, so every loss-weighting strategy sees global-batch values on every replica.
 ``call`` returns ``{head: [batch, 1]}`` probabilities; labels are read from the ``label_*`` features of the
 transformed examples (``features.labels``).
+
+Between the edge logits and the sigmoid sits a per-scenario Platt scaling
+(:class:`~models.blocks.calibration.ScenarioCalibration`): the identity while the model trains, then fitted by
+:meth:`MultiTaskRanker.calibrate` on held-out data, so that the served probabilities are calibrated per
+scenario (``docs/calibration.md``).
+
+Served heads. A model serves the heads its structure defines (:meth:`MultiTaskRanker.outputs_for`); a model
+without the view-through edge (``conv_unclick``: ESMM, ESM2, AITM) does not serve ``xcvr`` when the data
+allows conversions without a click (``features.labels.has_view_through``), because its ``xcvr`` would be
+``ctcvr`` and miss every view-through conversion.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from features.labels import HEAD_TARGETS, label_key
+from features.labels import HEAD_TARGETS, IMPRESSION_HEADS, label_key
+from models.blocks.calibration import ScenarioCalibration
 from models.blocks.embedding import FeatureEmbedding
 from models.blocks.heads import EntireSpaceHeads
 from models.blocks.scenario import scenario_weights
@@ -46,19 +57,22 @@ class MultiTaskRanker(tfrs.models.Model):
       input_dims: ``features.dims.InputDims.to_dict()``.
       config: the model's dataclass config (or its dict form).
       with_action: whether the data has a related-action label (adds the action edges and ``ctavr``).
-      supervised_heads: heads that get a loss (default: ctr, ctcvr, xcvr, plus ctavr with an action label).
+      view_through: whether conversions can happen without a click (``features.labels.has_view_through``);
+        a model without the view-through edge then does not serve ``xcvr``.
+      supervised_heads: heads that get a loss (default: every served head among ctr, ctavr, ctcvr, xcvr).
       weighting: ``WeightingConfig`` (or its dict): how the supervised heads' losses are combined.
     """
 
     config_class = ModelConfig
     supports_action = True  # whether the model has the action edges when the data has an action label
     has_unclick_edge = True  # whether the model has the view-through conversion edge (conv_unclick)
-    default_supervised = ("ctr", "ctcvr", "xcvr", "ctavr")
-    declared_outputs = ("ctr", "cvr", "ctcvr", "xcvr")  # for `msmt models`; ctavr is added with an action label
+    default_supervised = IMPRESSION_HEADS  # restricted to the served heads
+    # TrainConfig keys this model trains with unless the run's train config sets them (docs/defaults.md).
+    train_defaults: Dict = {}
 
     def __init__(self, input_dims: Dict, config=None, with_action: bool = False,
                  supervised_heads: Optional[Sequence[str]] = None,
-                 weighting=None, **kwargs):
+                 weighting=None, view_through: bool = True, **kwargs):
         super().__init__(**kwargs)
         # train_step/test_step return global-batch values, identical on every replica: report the first one
         # (Keras' default sums the replicas' logs).
@@ -70,6 +84,7 @@ class MultiTaskRanker(tfrs.models.Model):
         self.input_dims = input_dims
         self.config = config
         self.with_action = bool(with_action)
+        self.view_through = bool(view_through)
         self.heads = EntireSpaceHeads(with_action=self.with_action and self.supports_action,
                                       with_unclick=self.has_unclick_edge, name="heads", dtype="float32")
         default_heads = tuple(h for h in self.default_supervised if h in self.output_keys)
@@ -91,6 +106,27 @@ class MultiTaskRanker(tfrs.models.Model):
             for h in self.supervised_heads
         }
         self.build_layers()
+        self.calibration = ScenarioCalibration(self.edge_names, self.embedding._dims.num_scenarios,
+                                               name="calibration")
+
+    @classmethod
+    def outputs_for(cls, config, with_action: bool, view_through: bool) -> Tuple[str, ...]:
+        """The heads a model of this class serves for ``config`` and the data's labels (no model is built).
+
+        The pipeline uses it to evaluate and gate exactly the heads the model returns."""
+        keys = EntireSpaceHeads.keys_for(with_action and cls.supports_action)
+        if view_through and not cls.has_unclick_edge:
+            keys = tuple(k for k in keys if k != "xcvr")
+        return keys
+
+    @property
+    def output_keys(self) -> Tuple[str, ...]:
+        return type(self).outputs_for(self.config, self.with_action, self.view_through)
+
+    @property
+    def edge_names(self) -> Sequence[str]:
+        """Keys of :meth:`edge_logits` (default: the edges of the entire-space heads)."""
+        return self.heads.edges
 
     # ----------------------------------------------------------------- subclass API
     def build_layers(self) -> None:
@@ -110,6 +146,11 @@ class MultiTaskRanker(tfrs.models.Model):
         """Extra loss terms of the model (e.g. a calibrator); 0 by default."""
         return tf.constant(0.0)
 
+    def finalize(self, dataset) -> Dict:
+        """Post-training work that needs data with the final weights (e.g. normalization statistics); ``dataset``
+        yields batches of transformed training examples. Returns a summary for ``train_summary.json``."""
+        return {}
+
     def scenario_routing(self, inputs) -> tf.Tensor:
         """Routing weights ``[B, S]`` of each sample's scenario (``models.blocks.scenario.scenario_weights``)."""
         dims = self.embedding._dims
@@ -122,9 +163,91 @@ class MultiTaskRanker(tfrs.models.Model):
     # ----------------------------------------------------------------- keras API
     def call(self, inputs: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
         embedded = self.embedding(inputs)
-        logits = self.edge_logits(embedded, inputs, training=training)
-        probs = {e: tf.sigmoid(tf.cast(logits[e], tf.float32)) for e in logits}
-        return self.compose(probs)
+        logits = self.calibration(self.edge_logits(embedded, inputs, training=training), self.scenario_index(inputs))
+        composed = self.compose({e: tf.sigmoid(z) for e, z in logits.items()})
+        return {k: composed[k] for k in self.output_keys}
+
+    def scenario_index(self, inputs) -> tf.Tensor:
+        """The transformed scenario id ``[B]`` (S = the unknown slot)."""
+        return inputs[self.embedding._dims.scenario]
+
+    def calibrate(self, dataset, steps: int = 400, learning_rate: float = 0.05, prior_rows: float = 1.0,
+                  max_rows: int = 2_000_000) -> Dict:
+        r"""Fit the per-scenario Platt scaling (:class:`ScenarioCalibration`) on held-out ``dataset``.
+
+        ``dataset`` yields batches of transformed examples with their labels. The edge logits are computed once
+        (inference mode, at most ``max_rows`` rows); then :math:`a, b` minimise, with full-batch Adam
+        (``steps``, ``learning_rate``),
+
+        .. math::
+
+           \frac{1}{N} \Big[\sum_{h} \sum_{n} \mathrm{BCE}(y_{h,n}, p_{h,n}(a, b))
+           + \lambda \sum_{s,e} \big((a_{s,e} - 1)^2 + b_{s,e}^2\big)\Big]
+
+        over every served head h with a label over all impressions (ctr, ctavr, ctcvr, xcvr), with the heads
+        composed from the calibrated edges. The ridge term (:math:`\lambda` = ``prior_rows``) keeps a
+        scenario with few positives close to the identity. The unknown-scenario slot gets the mean of the
+        known scenarios' parameters. Returns a summary: rows, loss and calibration (mean prediction / mean
+        label) per head before and after.
+        """
+        heads = [h for h in self.output_keys if h in IMPRESSION_HEADS]
+        edges = list(self.edge_names)
+        cols: Dict[str, List] = {"scenario": [], **{f"z_{e}": [] for e in edges}, **{h: [] for h in heads}}
+        rows = 0
+        for batch in dataset:
+            logits = self.edge_logits(self.embedding(batch), batch, training=False)
+            for e in edges:
+                cols[f"z_{e}"].append(tf.reshape(tf.cast(logits[e], tf.float32), [-1, 1]))
+            cols["scenario"].append(tf.reshape(tf.cast(self.scenario_index(batch), tf.int64), [-1]))
+            for h in heads:
+                cols[h].append(tf.reshape(tf.cast(batch[label_key(HEAD_TARGETS[h])], tf.float32), [-1, 1]))
+            rows += int(cols["scenario"][-1].shape[0])
+            if rows >= max_rows:
+                break
+        if not rows:
+            raise ValueError("calibrate: the calibration data is empty")
+        data = {k: tf.concat(v, axis=0) for k, v in cols.items()}
+        z = {e: data[f"z_{e}"] for e in edges}
+        layer = self.calibration
+        slope = tf.Variable(tf.ones_like(layer.slope))
+        offset = tf.Variable(tf.zeros_like(layer.offset))
+        n = float(rows)
+
+        def head_probs(a, b):
+            cal = layer.apply(z, data["scenario"], a, b)
+            return self.compose({e: tf.sigmoid(v) for e, v in cal.items()})
+
+        def loss_fn():
+            out = head_probs(slope, offset)
+            nll = tf.add_n([tf.reduce_sum(keras.losses.binary_crossentropy(data[h], out[h])) for h in heads])
+            ridge = tf.reduce_sum(tf.square(slope - 1.0)) + tf.reduce_sum(tf.square(offset))
+            return (nll + prior_rows * ridge) / n
+
+        optimizer = keras.optimizers.Adam(learning_rate)
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = loss_fn()
+            optimizer.apply_gradients(zip(tape.gradient(loss, [slope, offset]), [slope, offset]))
+            return loss
+
+        def calibration_ratios(out):
+            return {h: float(tf.reduce_mean(out[h]) / tf.maximum(tf.reduce_mean(data[h]), 1e-12)) for h in heads}
+
+        before_loss = float(loss_fn())
+        before = calibration_ratios(head_probs(layer.slope, layer.offset))
+        for _ in range(steps):
+            step()
+        known = layer.num_scenarios
+        unknown_slope = tf.reduce_mean(slope[:known], axis=0, keepdims=True)
+        unknown_offset = tf.reduce_mean(offset[:known], axis=0, keepdims=True)
+        layer.slope.assign(tf.concat([slope[:known], unknown_slope], axis=0))
+        layer.offset.assign(tf.concat([offset[:known], unknown_offset], axis=0))
+        return {"rows": rows, "heads": heads, "edges": edges, "loss_before": before_loss,
+                "loss_after": float(loss_fn()), "calibration_before": before,
+                "calibration_after": calibration_ratios(head_probs(layer.slope, layer.offset)),
+                "slope": layer.slope.numpy().tolist(), "offset": layer.offset.numpy().tolist()}
 
     def head_losses(self, inputs, outputs) -> Dict[str, tf.Tensor]:
         """Batch-mean BCE of every supervised head over this replica's batch (updates the tasks' AUC metrics)."""
@@ -207,13 +330,10 @@ class MultiTaskRanker(tfrs.models.Model):
     def weighting(self):
         return self._weighting
 
-    @property
-    def output_keys(self):
-        return self.heads.output_keys
-
     def get_config(self):
         return {"input_dims": self.input_dims, "config": to_dict(self.config), "with_action": self.with_action,
-                "supervised_heads": list(self.supervised_heads), "weighting": to_dict(self.weighting_config)}
+                "view_through": self.view_through, "supervised_heads": list(self.supervised_heads),
+                "weighting": to_dict(self.weighting_config)}
 
     @classmethod
     def from_config(cls, config):

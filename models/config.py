@@ -54,8 +54,10 @@ class TrainConfig:
         ``multi_worker`` (from TF_CONFIG) or ``default``.
       mixed_precision: train with the ``mixed_float16`` policy (outputs stay float32).
       eval_steps: batches of the eval split used for validation (None = the whole split).
-      supervised_heads: heads that get a loss, e.g. ``[ctr, ctavr, ctcvr, xcvr]`` to add the ctcvr loss to
-        AEM2TL's paper losses (None = the model's default set; a head the model lacks is an error).
+      supervised_heads: heads that get a loss, e.g. ``[ctr, ctavr, xcvr]`` for AEM2TL's paper losses (None = the
+        model's default set: every served head among ctr, ctavr, ctcvr, xcvr; a head the model lacks is an error).
+      calibrate: after training, fit the per-scenario Platt scaling of the edge logits on the eval split (held
+        out from training and from the Evaluator) so that served probabilities are calibrated.
     """
 
     batch_size: int = 1024
@@ -67,6 +69,7 @@ class TrainConfig:
     mixed_precision: bool = False
     eval_steps: Optional[int] = None
     supervised_heads: Optional[Tuple[str, ...]] = None
+    calibrate: bool = True
 
     def validate(self, source: str) -> None:
         if self.batch_size < 1:

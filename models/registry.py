@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Type
+from typing import Dict, Optional, Sequence, Tuple, Type
 
 from models.base import MultiTaskRanker
-from models.config import ConfigError, parse_config
+from models.config import ConfigError, TrainConfig, parse_config
 from models.losses.weighting import WeightingConfig
 from models.aem2tl import AEM2TL
 from models.aitm import AITM
@@ -41,7 +41,7 @@ def model_class(name: str) -> Type[MultiTaskRanker]:
 
 def build_model(name: str, input_dims: Dict, config: Optional[Dict] = None, with_action: bool = False,
                 weighting: Optional[Dict] = None, source: str = "model config",
-                supervised_heads: Optional[Sequence[str]] = None) -> MultiTaskRanker:
+                supervised_heads: Optional[Sequence[str]] = None, view_through: bool = True) -> MultiTaskRanker:
     """Validate ``config`` against the model's dataclass and build the model.
 
     ``supervised_heads`` overrides the model's default set of heads that get a loss."""
@@ -49,17 +49,34 @@ def build_model(name: str, input_dims: Dict, config: Optional[Dict] = None, with
     cfg = parse_config(cls.config_class, config, source=f"{source} ({name})")
     wcfg = parse_config(WeightingConfig, weighting, source=f"{source} (weighting)")
     return cls(input_dims=input_dims, config=cfg, with_action=with_action, weighting=wcfg,
-               supervised_heads=supervised_heads)
+               supervised_heads=supervised_heads, view_through=view_through)
+
+
+def train_config(name: str, raw: Optional[Dict] = None, source: str = "train config") -> TrainConfig:
+    """The :class:`TrainConfig` of model ``name``: the keys of ``raw`` over the model's measured train defaults
+    (``MultiTaskRanker.train_defaults``)."""
+    cls = model_class(name)
+    return parse_config(TrainConfig, dict(cls.train_defaults, **(raw or {})), source=source)
+
+
+def model_outputs(name: str, config: Optional[Dict], with_action: bool, view_through: bool,
+                  source: str = "model config") -> Tuple[str, ...]:
+    """The heads model ``name`` with ``config`` serves for data with these labels (validates the config)."""
+    cls = model_class(name)
+    return cls.outputs_for(parse_config(cls.config_class, config, source=f"{source} ({name})"), with_action,
+                           view_through)
 
 
 def describe_models():
     """(name, outputs, reference) rows for ``msmt models``."""
     rows = []
     for name, cls in MODELS.items():
-        outputs = ", ".join(cls.declared_outputs)
-        if cls.supports_action:
+        default = cls.config_class()
+        full = cls.outputs_for(default, with_action=True, view_through=False)
+        outputs = ", ".join(k for k in full if k != "ctavr")
+        if "ctavr" in full:
             outputs += " (+ ctavr with an action label)"
-        if not cls.has_unclick_edge:
-            outputs += "; no view-through path: xcvr = ctcvr"
+        if "xcvr" not in cls.outputs_for(default, with_action=True, view_through=True):
+            outputs += "; no view-through edge: xcvr (= ctcvr) only when conversions require a click"
         rows.append((name, outputs, cls.reference))
     return rows

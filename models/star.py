@@ -38,7 +38,7 @@ drops the auxiliary network.
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
+from typing import Dict, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -109,6 +109,16 @@ class STAR(MultiTaskRanker):
             aux = tf.split(self.aux(self._aux_input(embedded), training=training), len(self.heads.edges), axis=-1)
             logits = {e: logits[e] + a for e, a in zip(self.heads.edges, aux)}
         return logits
+
+    def finalize(self, dataset) -> Dict:
+        """Partitioned normalization: population moments of the training data with the final weights
+        (:meth:`~models.blocks.star.PartitionedNormalization.estimate_statistics`)."""
+        if self.pn is None:
+            return {}
+        scenario = self.embedding._dims.scenario
+        rows = self.pn.estimate_statistics(
+            (self.embedding.concat(self.embedding(batch)), batch[scenario]) for batch in dataset)
+        return {"partitioned_norm_statistics_rows": rows}
 
     def shared_layer_variables(self):
         """Shared (centred) kernel and bias of the last star FCN layer."""

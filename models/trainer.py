@@ -41,15 +41,16 @@ import tf_keras as keras
 
 from features.dims import input_dims
 from features.fingerprint import file_sha256
+from features.labels import has_action, has_view_through
 from features.spec import spec_from_dict
-from models.config import TrainConfig, parse_config
 from models.distribution import choose_strategy, set_mixed_precision, worker_role
-from models.registry import build_model
+from models.registry import build_model, train_config
 from serving.signatures import export_saved_model
 
 TRAIN_SUMMARY_FILE = "train_summary.json"
 LOCK_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.lock")
 SHUFFLE_BUFFER = 20_000
+FINALIZE_BATCHES = 200  # training batches read by MultiTaskRanker.finalize (e.g. normalization statistics)
 
 
 def make_deterministic(seed: int) -> None:
@@ -109,7 +110,8 @@ def run_fn(fn_args) -> None:
     """Train and export. Called by the TFX Trainer (GenericExecutor)."""
     cc: Dict[str, Any] = fn_args.custom_config or {}
     spec = spec_from_dict(cc["spec"], source="Trainer custom_config['spec']")
-    train_cfg = parse_config(TrainConfig, cc.get("train"), source="Trainer custom_config['train']")
+    train_cfg = train_config(cc.get("model", "shared_bottom"), cc.get("train"),
+                             source="Trainer custom_config['train']")
     strategy = choose_strategy(train_cfg.distribution)  # first: multi-worker collectives are set up at start
     task_type, task_id, is_chief = worker_role(strategy)
     make_deterministic(train_cfg.seed)
@@ -126,8 +128,8 @@ def run_fn(fn_args) -> None:
 
     with strategy.scope():
         model = build_model(cc.get("model", "shared_bottom"), dims.to_dict(), cc.get("model_config"),
-                            with_action=bool(spec.labels.raction), weighting=train_cfg.weighting,
-                            supervised_heads=train_cfg.supervised_heads)
+                            with_action=has_action(spec), view_through=has_view_through(spec),
+                            weighting=train_cfg.weighting, supervised_heads=train_cfg.supervised_heads)
         model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate))
         warm = "off"
         if cc.get("warm_start"):
@@ -142,6 +144,15 @@ def run_fn(fn_args) -> None:
     history = model.fit(train_ds, epochs=1 if train_steps else train_cfg.epochs, steps_per_epoch=train_steps,
                         validation_data=eval_ds, validation_steps=eval_steps, callbacks=callbacks, verbose=2)
     train_seconds = time.time() - t0
+    finalized = model.finalize(input_dataset(fn_args.train_files, tf_transform_output, train_cfg.batch_size, False, 1,
+                                             train_cfg.seed).take(FINALIZE_BATCHES))
+    calibration = {"fitted": False}
+    if train_cfg.calibrate:
+        # Held-out data the Evaluator never sees: the Trainer's eval split (ExampleGen's "calibration" split).
+        calibration = dict(model.calibrate(eval_ds.take(eval_steps) if eval_steps else eval_ds), fitted=True)
+        print("Trainer calibration (mean prediction / mean label on the calibration split): "
+              + ", ".join(f"{h} {calibration['calibration_before'][h]:.3f} -> {calibration['calibration_after'][h]:.3f}"
+                          for h in calibration["heads"]), flush=True)
     # The serving graph's Transform layer is created at export: under mixed_float16 it would cast the raw
     # float32 features to float16. The trained layers keep the policy they were built with.
     set_mixed_precision(False)
@@ -160,6 +171,9 @@ def run_fn(fn_args) -> None:
         "steps": int(model.optimizer.iterations.numpy()),
         "input_dims": dims.to_dict(),
         "outputs": list(model.output_keys),
+        "supervised_heads": list(model.supervised_heads),
+        "finalize": finalized,
+        "calibration": calibration,
         "warm_start": warm,
         "seed": train_cfg.seed,
         "deterministic": True,

@@ -45,6 +45,7 @@ def test_outputs_are_probabilities_with_funnel_order(name):
         assert v.shape == (16, 1) and np.all((v >= 0) & (v <= 1)), k
     if "ctcvr" in out:
         assert np.all(out["ctcvr"].numpy() <= out["ctr"].numpy() + 1e-6)
+    if "xcvr" in out:
         assert np.all(out["ctcvr"].numpy() <= out["xcvr"].numpy() + 1e-6)
 
 

@@ -70,7 +70,8 @@ def _pipeline_config(args):
         blessing["max_auc_drop"] = args.max_auc_drop
     return PipelineConfig(data=args.data, spec=args.spec, output=args.output, model=args.model,
                           model_config=model_config, train=train, min_auc=args.min_auc, blessing=blessing,
-                          span=getattr(args, "span", None), warm_start=getattr(args, "warm_start", False),
+                          span=getattr(args, "span", None), eval_split=args.eval_split,
+                          train_spans=args.train_spans, warm_start=getattr(args, "warm_start", False),
                           bulk_inference=getattr(args, "bulk_inference", False),
                           beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
                           enable_cache=not args.no_cache,
@@ -80,12 +81,15 @@ def _pipeline_config(args):
 
 
 def cmd_run(args) -> int:
+    report_run(run_pipeline_echo(_pipeline_config(args)))
+    return 0
+
+
+def run_pipeline_echo(config):
+    """Run the pipeline with progress lines on the console."""
     from pipeline.run import run_pipeline
 
-    config = _pipeline_config(args)
-    result = run_pipeline(config, echo=_progress)
-    report_run(result)
-    return 0
+    return run_pipeline(config, echo=_progress)
 
 
 def report_run(result) -> None:
@@ -105,7 +109,8 @@ def report_run(result) -> None:
                 read_evaluation(find_evaluation(result.config.output)).validation):
             print(f"  not blessed: {head} / {where}: {value} fails {threshold}")
     metrics = results.read_tfma_metrics(result.eval_uri)
-    oracle = results.oracle_aucs(spec, result.examples_uri) if result.examples_uri else {}
+    splits = result.config.span_plan().evaluator_splits
+    oracle = results.oracle_aucs(spec, result.examples_uri, splits) if result.examples_uri else {}
     heads = evaluated_heads(spec, sorted({h for h, _ in metrics}))
     print("\n" + results.format_table(metrics, oracle, heads))
     summary = result.to_dict()
@@ -181,24 +186,28 @@ def cmd_data_prepare(args) -> int:
 
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
-    """generate-data + run on the synthetic spec."""
+    """generate-data + run on the synthetic spec: trains on the first two daily spans, evaluates on the third."""
+    from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+
     data_dir = os.path.join(args.output, "data")
     t0 = time.time()
     gen_args = argparse.Namespace(rows=args.rows, days=3, seed=args.seed, users=20_000, items=5_000, drift=0.05,
                                   format="csv", output=data_dir)
     cmd_generate_data(gen_args)
-    run_args = argparse.Namespace(
-        data=os.path.join(data_dir, "span-*", "impressions.csv"), spec="synthetic",
-        output=os.path.join(args.output, "run"), model="shared_bottom", model_config=None, train_config=None,
-        epochs=args.epochs, batch_size=None, learning_rate=None, seed=args.seed, min_auc=0.5,
-        beam_arg=args.beam_arg, no_cache=False, no_example_shuffle=args.no_example_shuffle)
-    cmd_run(run_args)
+    config = PipelineConfig(data=os.path.join(data_dir, "span-{SPAN}", "impressions.csv"), spec="synthetic",
+                            output=os.path.join(args.output, "run"), model=args.model,
+                            train={"epochs": args.epochs, "seed": args.seed} if args.epochs else {"seed": args.seed},
+                            beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
+                            shuffle_examples=not args.no_example_shuffle)
+    report_run(run_pipeline_echo(config))
     print(f"\ndemo finished in {time.time() - t0:.1f}s")
     return 0
 
 
 # ---------------------------------------------------------------------------- parser
 def _add_run_options(p) -> None:
+    from pipeline.spans import EVAL_SPLIT_MODES
+
     p.add_argument("--data", required=True,
                    help="file pattern of the impression logs (.csv, .tfrecord[.gz] or .parquet), "
                         "e.g. '/logs/span-*/impressions.csv' (quote it)")
@@ -214,7 +223,14 @@ def _add_run_options(p) -> None:
     p.add_argument("--learning-rate", type=float, help="Adam learning rate (overrides --train-config)")
     p.add_argument("--seed", type=int, help="random seed (overrides --train-config)")
     p.add_argument("--span", help="with {SPAN} in --data (e.g. 'logs/span-{SPAN}/impressions.csv'): the daily span "
-                                  "to read, an integer or 'latest' (default: latest)")
+                                  "to evaluate (next-span) or read (hash), an integer or 'latest' (default: latest)")
+    p.add_argument("--eval-split", choices=EVAL_SPLIT_MODES, default="next-span",
+                   help="next-span (default): with {SPAN} in --data and an earlier span present, train on the "
+                        "earlier spans and evaluate and gate on the evaluated span, as a daily schedule would; "
+                        "hash: a random (hash) split of one span, which leaks users, items and the day's effects "
+                        "into the evaluation and overstates AUC")
+    p.add_argument("--train-spans", type=int, metavar="K",
+                   help="next-span evaluation: train on the K spans before the evaluated one (default: all)")
     p.add_argument("--min-auc", type=float, default=0.5,
                    help="blessing: minimum overall AUC of the gated heads (default 0.5)")
     p.add_argument("--max-bad-fraction", type=float, default=0.01,
@@ -370,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scenario beside the oracle (Bayes) AUC.")
     d.add_argument("--output", required=True, help="demo directory (data/ and run/ inside)")
     d.add_argument("--rows", type=int, default=200_000, help="impressions (200000)")
-    d.add_argument("--epochs", type=int, default=1, help="training epochs (1; more overfits the id embeddings)")
+    d.add_argument("--model", default="shared_bottom", help="zoo model (see 'msmt models'); default shared_bottom")
+    d.add_argument("--epochs", type=int, help="training epochs (default: the model's train default)")
     d.add_argument("--seed", type=int, default=0, help="random seed (0)")
     _add_beam_options(d)
     d.set_defaults(func=cmd_demo)

@@ -8,10 +8,11 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from features.spec import FeatureSpec, resolve_spec
+from pipeline.spans import CALIBRATION_SPLIT, EVAL_SPLIT, EVAL_SPLIT_MODES, SPAN_TOKEN, TRAIN_SPLIT, SpanPlan, \
+    plan_spans
 
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 FORMATS = ("csv", "tfrecord", "parquet")
-SPAN_TOKEN = "{SPAN}"
 
 
 class PipelineConfigError(ValueError):
@@ -29,9 +30,14 @@ class PipelineConfig:
       model: zoo model name; model_config: its config dict; train: ``TrainConfig`` dict.
       pipeline_name: TFX pipeline name (also the MLMD context).
       serving_model_name: directory name under ``output/serving``.
-      eval_fraction: hash-split share of the eval split (1/eval_fraction must be an integer ratio).
+      eval_split: ``next-span`` (default): with ``{SPAN}`` in ``data`` and an earlier span present, train on the
+        earlier spans and evaluate on the evaluated span (``pipeline.spans``); ``hash``: a hash split of one span.
+      train_spans: next-span mode: train on at most this many spans before the evaluated one (None = all).
+      eval_fraction: hash-split share of each span's ``eval`` split (the Evaluator's data in hash mode).
+      calibration_fraction: hash-split share of each span's ``calibration`` split, held out from training and
+        evaluation; the Trainer fits the probabilities' calibration on it.
       span: with ``{SPAN}`` in ``data`` (one directory or file per day, e.g. ``logs/span-{SPAN}/*.csv``): the span
-        to read, an integer or ``latest`` (the default: the highest span present).
+        to evaluate (next-span) or read (hash), an integer or ``latest`` (the default: the highest span present).
       min_auc: blessing threshold on the gated heads' overall AUC (shorthand for ``blessing.min_auc``).
       blessing: ``pipeline.eval_config.BlessingConfig`` keys: absolute thresholds and the tolerated AUC drop
         against the last blessed model, per head and scenario.
@@ -56,7 +62,10 @@ class PipelineConfig:
     train: Dict[str, Any] = dataclasses.field(default_factory=dict)
     pipeline_name: str = "msmt"
     serving_model_name: str = "msmt"
+    eval_split: str = "next-span"
+    train_spans: Optional[int] = None
     eval_fraction: float = 0.2
+    calibration_fraction: float = 0.1
     span: Optional[str] = None
     min_auc: float = 0.5
     blessing: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -146,14 +155,45 @@ class PipelineConfig:
         if not glob.glob(pattern):
             raise PipelineConfigError(f"--data {self.data}: no file matches this pattern"
                                       + (f" for span {self.span}" if self.span_number is not None else ""))
-        self.blessing_config()
+        if self.eval_split not in EVAL_SPLIT_MODES:
+            raise PipelineConfigError(f"--eval-split {self.eval_split}: use one of {', '.join(EVAL_SPLIT_MODES)}")
+        if self.train_spans is not None and self.train_spans < 1:
+            raise PipelineConfigError(f"--train-spans {self.train_spans}: must be >= 1")
         if not 0.0 < self.eval_fraction < 1.0:
             raise PipelineConfigError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        if not 0.0 < self.calibration_fraction < 1.0 or self.eval_fraction + self.calibration_fraction >= 0.9:
+            raise PipelineConfigError(f"calibration_fraction must be in (0, 1) and leave at least 10% of each span "
+                                      f"for training with eval_fraction {self.eval_fraction}, "
+                                      f"got {self.calibration_fraction}")
+        self.model_outputs()  # the model, train and weighting configs, checked before any component runs
+        self.blessing_config()
         if not 0.0 < self.max_scenario_shift <= 1.0:
             raise PipelineConfigError(f"max_scenario_shift must be in (0, 1], got {self.max_scenario_shift}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise PipelineConfigError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
         safe_name(self.load_spec().name, f"spec {self.spec}: name")
+
+    def span_plan(self) -> SpanPlan:
+        """Which span this run evaluates and which spans it trains on (``pipeline.spans``)."""
+        return plan_spans(self.data, self.eval_split, self.span_number, self.train_spans)
+
+    def model_outputs(self) -> Tuple[str, ...]:
+        """The heads the configured model serves for this spec; validates the model, train and weighting
+        configs (a wrong key or value fails here, naming it, before any component runs)."""
+        from features.labels import has_action, has_view_through
+        from models.config import parse_config
+        from models.losses.weighting import WeightingConfig
+        from models.registry import model_outputs, train_config
+
+        spec = self.load_spec()
+        train = train_config(self.model, self.train)
+        parse_config(WeightingConfig, train.weighting, source="train config: weighting")
+        outputs = model_outputs(self.model, self.model_config, has_action(spec), has_view_through(spec))
+        missing = [h for h in (train.supervised_heads or ()) if h not in outputs]
+        if missing:
+            raise PipelineConfigError(f"train config: supervised_heads {missing} are not served by model "
+                                      f"{self.model!r} for spec {spec.name!r} (it serves {list(outputs)})")
+        return outputs
 
     def blessing_config(self):
         """The validated ``BlessingConfig``; ``min_auc`` is the default absolute threshold."""
@@ -176,10 +216,15 @@ def _absolute(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def hash_buckets(eval_fraction: float) -> List[int]:
-    """Train/eval hash buckets for ExampleGen's output split (e.g. 0.2 -> [4, 1])."""
-    eval_b = 1
-    total = max(2, round(1.0 / eval_fraction))
-    return [total - eval_b, eval_b]
+HASH_BUCKETS = 100
+
+
+def split_buckets(eval_fraction: float, calibration_fraction: float) -> List[Tuple[str, int]]:
+    """ExampleGen's output splits and their hash buckets out of 100 (e.g. 0.2, 0.1 -> train 70,
+    calibration 10, eval 20)."""
+    eval_b = max(1, round(HASH_BUCKETS * eval_fraction))
+    calibration_b = max(1, round(HASH_BUCKETS * calibration_fraction))
+    return [(TRAIN_SPLIT, HASH_BUCKETS - eval_b - calibration_b), (CALIBRATION_SPLIT, calibration_b),
+            (EVAL_SPLIT, eval_b)]
 
 

@@ -7,8 +7,10 @@ statistics (``tfdv.validate_statistics``) against
 
 * the schema of the **last accepted** span, inferred from its statistics (found by the
   ``latest_accepted_statistics_resolver``; on the first run, this span's own SchemaGen schema): a changed
-  type, a missing column, a new string value of a small-vocabulary feature (scenario, device) are
-  anomalies;
+  type, a missing column, a new string value of a closed-vocabulary feature (the scenario) are anomalies.
+  Features whose new values the model handles by design (``open_vocabulary``: ids, categorical and
+  multivalent features, with OOV or hash buckets) and ignored columns keep no value domain: new users and
+  items arrive every day;
 * a drift comparator on the scenario feature: the L-infinity distance between the scenario shares of the
   two spans, ``max_s |p_now(s) - p_before(s)|``, must not exceed ``max_scenario_shift``.
 
@@ -48,13 +50,24 @@ def _load_stats(artifact, split):
     return stats_artifact_utils.load_statistics(artifact, split).proto()
 
 
-def baseline_schema(statistics, scenario: str, max_scenario_shift: float):
-    """Schema inferred from the accepted ``statistics`` plus the scenario drift comparator."""
+def baseline_schema(statistics, scenario: str, max_scenario_shift: float, open_vocabulary=()):
+    """Schema inferred from the accepted ``statistics``, without value domains on the ``open_vocabulary``
+    features, plus the scenario drift comparator."""
     import tensorflow_data_validation as tfdv
 
     schema = tfdv.infer_schema(statistics, infer_feature_shape=True)
+    for feature in schema.feature:
+        if feature.name in open_vocabulary:
+            feature.ClearField("domain_info")
     add_scenario_drift(schema, scenario, max_scenario_shift)
     return schema
+
+
+def open_vocabulary_features(spec) -> str:
+    """The ``open_vocabulary`` parameter: the spec's features that map unseen values to OOV or hash buckets,
+    and the columns the spec ignores (their values are no one's business, e.g. a day number)."""
+    names = [f.name for f in spec.features if f.role in ("id", "categorical", "multivalent", "prior")]
+    return ",".join(names + list(spec.ignore))
 
 
 def add_scenario_drift(schema, scenario: str, max_scenario_shift: float) -> None:
@@ -84,6 +97,7 @@ def GatedExampleValidator(
     accepted_statistics: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
     scenario_feature: tfx.dsl.components.Parameter[str],
     max_scenario_shift: tfx.dsl.components.Parameter[float] = DEFAULT_MAX_SCENARIO_SHIFT,
+    open_vocabulary: tfx.dsl.components.Parameter[str] = "",
     baseline_statistics: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.ExampleStatistics] = None,
 ):
@@ -97,7 +111,8 @@ def GatedExampleValidator(
     previous = None
     if baseline_statistics is not None and split in _split_names(baseline_statistics):
         previous = _load_stats(baseline_statistics, split)
-        reference = baseline_schema(previous, scenario_feature, max_scenario_shift)
+        reference = baseline_schema(previous, scenario_feature, max_scenario_shift,
+                                    [n for n in open_vocabulary.split(",") if n])
         logging.info("ExampleValidator: validating split %s against the accepted statistics %s", split,
                      baseline_statistics.uri)
     else:

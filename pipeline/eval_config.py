@@ -13,18 +13,23 @@ work; GAUC adds one light combiner per head (about 25 us per example, head and s
 rows of the demo model: the same wall time as the former config (AUC, logloss, calibration, mean label and
 prediction, count), within the run-to-run noise. With a baseline, TFMA runs both models: about twice the work.
 
-Blessing (:class:`BlessingConfig`): for every gated head (default: ``ctr``), on the overall slice and on
-every known scenario slice,
+Blessing (:class:`BlessingConfig`). By default every head the model serves (among ctr, ctavr, ctcvr, xcvr) is
+gated; downstream ranking multiplies heads, so one broken head is a broken model:
 
-* an absolute threshold: AUC >= ``min_auc`` (TFMA ``value_threshold.lower_bound``), and
-* no regression: AUC(candidate) - AUC(baseline) >= -``max_auc_drop`` (TFMA ``change_threshold``, direction
-  HIGHER_IS_BETTER, ``absolute = -max_auc_drop``),
+* on the overall slice: AUC >= ``min_auc`` (TFMA ``value_threshold.lower_bound``) and no regression,
+  AUC(candidate) - AUC(baseline) >= -``max_auc_drop`` (TFMA ``change_threshold``, HIGHER_IS_BETTER,
+  ``absolute = -max_auc_drop``);
+* the same on every known scenario slice (``per_scenario``), where the slice has at least ``min_positives``
+  positives of the head in the evaluation data;
+* calibration (mean prediction / mean label) within [``min_calibration``, ``max_calibration``] on the overall
+  slice, where the head has at least ``min_positives`` positives.
 
-with per-head and per-(scenario, head) overrides. They are written as ``per_slice_thresholds`` of the AUC
-metric of the head, one per slice value, so that an override can loosen as well as tighten the default.
-A gated (head, scenario) that has no example in the eval split fails the blessing (TFMA reports it under
-``missing_slices``), and so does one whose slice holds a single class (TFMA's AUC is then 0): gate rare heads
-(ctcvr, xcvr) per scenario only with enough eval data, or set ``per_scenario: false``.
+AUC thresholds have per-head and per-(scenario, head) overrides. They are written as ``per_slice_thresholds`` of
+the head's metric, one per slice value, so that an override can loosen as well as tighten the default. The
+positive counts are only known when the evaluation data is: :class:`pipeline.evaluator.GatedEvaluator` counts
+them and drops the thresholds of slices below ``min_positives`` before TFMA runs, and records them as not gated
+(``gating.json`` beside the evaluation). A gated slice with no example in the evaluation data fails the blessing
+(TFMA reports it under ``missing_slices``).
 
 Baseline handling in TFX 1.21 (``tfx/components/evaluator/executor.py``, ``Executor.Do``): the executor calls
 ``tfma.utils.update_eval_config_with_defaults(eval_config, has_baseline=bool(baseline_model input),
@@ -41,7 +46,7 @@ import json
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from features.labels import HEAD_KEYS, head_label_keys
+from features.labels import HEAD_KEYS, IMPRESSION_HEADS, head_label_keys
 from features.spec import FeatureSpec
 from serving.signatures import EVAL_LABELS_SIGNATURE
 
@@ -49,7 +54,8 @@ from serving.signatures import EVAL_LABELS_SIGNATURE
 from tensorflow_model_analysis.proto import config_pb2
 
 # Heads evaluated over all impressions (cvr is conditional on a click and is not evaluated here).
-EVALUATED_HEADS = ("ctr", "ctavr", "ctcvr", "xcvr")
+EVALUATED_HEADS = IMPRESSION_HEADS
+AUC_METRIC, CALIBRATION_METRIC = "AUC", "Calibration"
 CANDIDATE_NAME = "candidate"
 BASELINE_NAME = "baseline"
 GAUC_MODULE = "pipeline.gauc"
@@ -118,14 +124,17 @@ class Thresholds:
 
 @dataclasses.dataclass(frozen=True)
 class BlessingConfig:
-    """When the Evaluator blesses a model: absolute AUC thresholds AND no AUC regression vs the last blessed.
+    """When the Evaluator blesses a model: thresholds on every served head, and no regression vs the last blessed.
 
     YAML (a ``blessing:`` section of a run config) or dict form; every key is optional::
 
         min_auc: 0.5            # AUC >= min_auc on every gated head, overall and per scenario (null: none)
         max_auc_drop: 0.01      # AUC(candidate) >= AUC(last blessed) - max_auc_drop (null: no check)
-        gated_heads: [ctr]      # heads not listed get no thresholds
-        per_scenario: true      # also gate every known scenario slice (false: overall slice only)
+        gated_heads: null       # null: every head the model serves; or a list, e.g. [ctr, ctcvr]
+        per_scenario: true      # also gate every known scenario slice with >= min_positives positives
+        min_positives: 200      # scenario slices (and calibration) with fewer positives are not gated
+        min_calibration: 0.8    # mean prediction / mean label of every gated head, overall (null: no bound)
+        max_calibration: 1.25
         heads:                  # per-head overrides of min_auc / max_auc_drop
           ctcvr: {min_auc: 0.55}
         scenarios:              # per (scenario, head) overrides
@@ -133,25 +142,34 @@ class BlessingConfig:
 
     Precedence: scenarios.<scenario>.<head> > heads.<head> > the defaults. An explicit ``null`` in an
     override removes the threshold there. Overrides may only name gated heads. Scenario names are checked
-    against the feature spec by :func:`build_eval_config`.
+    against the feature spec by :func:`build_eval_config`. Where the defaults come from:
+    ``docs/evaluation.md``.
     """
 
     min_auc: Optional[float] = 0.5
     max_auc_drop: Optional[float] = 0.01
-    gated_heads: Tuple[str, ...] = ("ctr",)
+    gated_heads: Optional[Tuple[str, ...]] = None
     per_scenario: bool = True
+    min_positives: int = 200
+    min_calibration: Optional[float] = 0.8
+    max_calibration: Optional[float] = 1.25
     heads: Mapping[str, Thresholds] = dataclasses.field(default_factory=dict)
     scenarios: Mapping[str, Mapping[str, Thresholds]] = dataclasses.field(default_factory=dict)
     # Keys set to an explicit null in an override: {(scenario or "", head): ("min_auc", ...)}.
     explicit_nulls: Mapping[Tuple[str, str], Tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        object.__setattr__(self, "gated_heads", tuple(self.gated_heads))
+        if self.gated_heads is not None:
+            object.__setattr__(self, "gated_heads", tuple(self.gated_heads))
         _number(self.min_auc, "blessing.min_auc", 0.0, 1.0)
         _number(self.max_auc_drop, "blessing.max_auc_drop", 0.0, 1.0)
+        _number(self.min_calibration, "blessing.min_calibration", 0.0, 1.0)
+        _number(self.max_calibration, "blessing.max_calibration", 1.0, 1e6)
         if not isinstance(self.per_scenario, bool):
             raise BlessingConfigError(f"blessing.per_scenario: must be true or false, got {self.per_scenario!r}")
-        for i, h in enumerate(self.gated_heads):
+        if isinstance(self.min_positives, bool) or not isinstance(self.min_positives, int) or self.min_positives < 0:
+            raise BlessingConfigError(f"blessing.min_positives: must be an integer >= 0, got {self.min_positives!r}")
+        for i, h in enumerate(self.gated_heads or ()):
             if h not in HEAD_KEYS:
                 raise BlessingConfigError(f"blessing.gated_heads[{i}]: unknown head {h!r} "
                                           f"(expected one of {', '.join(HEAD_KEYS)})")
@@ -164,10 +182,14 @@ class BlessingConfig:
             for h in per_head:
                 self._check_gated(h, f"blessing.scenarios.{scen}.{h}")
 
+    def gated(self, heads: Sequence[str]) -> Tuple[str, ...]:
+        """The gated heads among the evaluated ``heads`` (all of them unless ``gated_heads`` names some)."""
+        return tuple(h for h in heads if self.gated_heads is None or h in self.gated_heads)
+
     def _check_gated(self, head: str, key: str) -> None:
         if head not in HEAD_KEYS:
             raise BlessingConfigError(f"{key}: unknown head {head!r} (expected one of {', '.join(HEAD_KEYS)})")
-        if head not in self.gated_heads:
+        if self.gated_heads is not None and head not in self.gated_heads:
             raise BlessingConfigError(f"{key}: head {head!r} is not in gated_heads {list(self.gated_heads)}; "
                                       f"add it to gated_heads to gate it")
 
@@ -176,15 +198,18 @@ class BlessingConfig:
     def from_dict(cls, raw: Any, source: str = "blessing") -> "BlessingConfig":
         """Validated config from a dict (e.g. a YAML section); errors name ``source.key``."""
         raw = _mapping(raw, source)
-        known = ("min_auc", "max_auc_drop", "gated_heads", "per_scenario", "heads", "scenarios")
+        known = ("min_auc", "max_auc_drop", "gated_heads", "per_scenario", "min_positives", "min_calibration",
+                 "max_calibration", "heads", "scenarios")
         for k in raw:
             if k not in known:
                 raise BlessingConfigError(f"{source}.{k}: unknown key (expected one of {', '.join(known)})")
         kwargs: Dict[str, Any] = {}
-        for k in ("min_auc", "max_auc_drop"):
+        for k, hi in (("min_auc", 1.0), ("max_auc_drop", 1.0), ("min_calibration", 1.0), ("max_calibration", 1e6)):
             if k in raw:
-                kwargs[k] = _number(raw[k], f"{source}.{k}", 0.0, 1.0)
-        if "gated_heads" in raw:
+                kwargs[k] = _number(raw[k], f"{source}.{k}", 0.0 if k != "max_calibration" else 1.0, hi)
+        if "min_positives" in raw:
+            kwargs["min_positives"] = raw["min_positives"]
+        if raw.get("gated_heads") is not None:
             g = raw["gated_heads"]
             if isinstance(g, str):
                 g = [g]
@@ -234,16 +259,18 @@ class BlessingConfig:
             return {k: v for k, v in t.to_dict().items() if v is not None or k in nulls}
 
         return {
-            "min_auc": self.min_auc, "max_auc_drop": self.max_auc_drop, "gated_heads": list(self.gated_heads),
-            "per_scenario": self.per_scenario,
+            "min_auc": self.min_auc, "max_auc_drop": self.max_auc_drop,
+            "gated_heads": None if self.gated_heads is None else list(self.gated_heads),
+            "per_scenario": self.per_scenario, "min_positives": self.min_positives,
+            "min_calibration": self.min_calibration, "max_calibration": self.max_calibration,
             "heads": {h: thr(t, ("", h)) for h, t in self.heads.items()},
             "scenarios": {s: {h: thr(t, (s, h)) for h, t in ph.items()} for s, ph in self.scenarios.items()},
         }
 
     # -------------------------------------------------------------------------------- resolution
     def thresholds(self, head: str, scenario: Optional[str] = None) -> Thresholds:
-        """Resolved thresholds of ``head`` on the overall slice (``scenario=None``) or one scenario."""
-        if head not in self.gated_heads:
+        """Resolved AUC thresholds of ``head`` on the overall slice (``scenario=None``) or one scenario."""
+        if self.gated_heads is not None and head not in self.gated_heads:
             return Thresholds()
         t = Thresholds(self.min_auc, self.max_auc_drop)
         if head in self.heads:
@@ -254,7 +281,7 @@ class BlessingConfig:
 
     def validate_for(self, spec: FeatureSpec, heads: Sequence[str]) -> None:
         """Checks the gated heads and scenario overrides against the spec and the evaluated heads."""
-        for i, h in enumerate(self.gated_heads):
+        for i, h in enumerate(self.gated_heads or ()):
             if h not in heads:
                 raise BlessingConfigError(f"blessing.gated_heads[{i}]: head {h!r} is not evaluated for spec "
                                           f"{spec.name!r} and these model outputs (evaluated: {list(heads)})")
@@ -283,11 +310,11 @@ def user_id_feature(spec: FeatureSpec) -> Optional[str]:
 
 
 def _metric_configs(user_key: Optional[str]) -> list:
-    out = [config_pb2.MetricConfig(class_name="AUC")]
+    out = [config_pb2.MetricConfig(class_name=AUC_METRIC)]
     if user_key:
         out.append(config_pb2.MetricConfig(class_name="GAUC", module=GAUC_MODULE,
                                            config=json.dumps({"user_key": user_key})))
-    out += [config_pb2.MetricConfig(class_name=name) for name in ("BinaryCrossentropy", "Calibration",
+    out += [config_pb2.MetricConfig(class_name=name) for name in ("BinaryCrossentropy", CALIBRATION_METRIC,
                                                                   "ExampleCount")]
     out.append(config_pb2.MetricConfig(class_name="CalibrationPlot",
                                        config=json.dumps({"num_buckets": CALIBRATION_PLOT_BUCKETS})))
@@ -303,6 +330,16 @@ def _metric_threshold(t: Thresholds, with_change: bool) -> Optional[config_pb2.M
     if with_change and t.max_auc_drop is not None:
         out.change_threshold.direction = config_pb2.MetricDirection.HIGHER_IS_BETTER
         out.change_threshold.absolute.value = -t.max_auc_drop
+    return out if out.ByteSize() else None
+
+
+def calibration_threshold(blessing: BlessingConfig) -> Optional[config_pb2.MetricThreshold]:
+    """Mean prediction / mean label within [min_calibration, max_calibration] (None when both are null)."""
+    out = config_pb2.MetricThreshold()
+    if blessing.min_calibration is not None:
+        out.value_threshold.lower_bound.value = blessing.min_calibration
+    if blessing.max_calibration is not None:
+        out.value_threshold.upper_bound.value = blessing.max_calibration
     return out if out.ByteSize() else None
 
 
@@ -327,42 +364,35 @@ def auc_slice_thresholds(spec: FeatureSpec, head: str, blessing: BlessingConfig,
     return [config_pb2.PerSliceMetricThreshold(slicing_specs=specs, threshold=thr) for thr, specs in grouped]
 
 
-def build_eval_config(spec: FeatureSpec, output_keys: Sequence[str] = ("ctr", "ctcvr", "xcvr", "ctavr"),
-                      blessing: Optional[BlessingConfig] = None, with_baseline: bool = True,
-                      min_auc: Optional[float] = None, bless_heads: Optional[Sequence[str]] = None,
-                      user_key: Optional[str] = None) -> config_pb2.EvalConfig:
+def build_eval_config(spec: FeatureSpec, output_keys: Sequence[str], blessing: Optional[BlessingConfig] = None,
+                      with_baseline: bool = True, user_key: Optional[str] = None) -> config_pb2.EvalConfig:
     """EvalConfig for the heads of ``output_keys`` the spec has labels for.
 
     Args:
       spec: the feature spec (labels, scenario column, user id column).
-      output_keys: the model's output keys.
-      blessing: thresholds; default ``BlessingConfig()`` (CTR AUC >= 0.5 overall and per scenario, and no
-        drop beyond 0.01 vs the last blessed model).
+      output_keys: the heads the model serves (``models.registry.model_outputs``); exactly those are evaluated.
+      blessing: thresholds (default ``BlessingConfig()``).
       with_baseline: add the ``baseline`` model spec and the no-regression (change) thresholds. Without
         it, only the absolute thresholds are written and the candidate spec is unnamed.
-      min_auc, bless_heads: the former arguments, kept for compatibility: shorthand for
-        ``BlessingConfig(min_auc=min_auc, gated_heads=bless_heads)`` (cannot be combined with ``blessing``).
       user_key: raw user id feature for GAUC (default :func:`user_id_feature`; no GAUC when there is none).
     """
-    if blessing is None:
-        kw: Dict[str, Any] = {}
-        if min_auc is not None:
-            kw["min_auc"] = min_auc
-        if bless_heads is not None:
-            kw["gated_heads"] = tuple(bless_heads)
-        blessing = BlessingConfig(**kw)
-    elif min_auc is not None or bless_heads is not None:
-        raise ValueError("build_eval_config: pass either blessing= or the legacy min_auc= / bless_heads=")
+    blessing = blessing or BlessingConfig()
     heads = evaluated_heads(spec, output_keys)
     blessing.validate_for(spec, heads)
     labels = head_label_keys(spec)
     user_key = user_key or user_id_feature(spec)
+    gated = blessing.gated(heads)
 
     metrics_specs = []
     for h in heads:
         metrics = _metric_configs(user_key)
-        if h in blessing.gated_heads:
-            metrics[0].per_slice_thresholds.extend(auc_slice_thresholds(spec, h, blessing, with_baseline))
+        if h in gated:
+            by_name = {m.class_name: m for m in metrics}
+            by_name[AUC_METRIC].per_slice_thresholds.extend(auc_slice_thresholds(spec, h, blessing, with_baseline))
+            calibration = calibration_threshold(blessing)
+            if calibration is not None:
+                by_name[CALIBRATION_METRIC].per_slice_thresholds.append(config_pb2.PerSliceMetricThreshold(
+                    slicing_specs=[config_pb2.SlicingSpec()], threshold=calibration))
         metrics_specs.append(config_pb2.MetricsSpec(output_names=[h], metrics=metrics))
 
     def model_spec(name: str, is_baseline: bool = False) -> config_pb2.ModelSpec:

@@ -10,6 +10,7 @@ from pipeline.eval_config import (BASELINE_NAME, CANDIDATE_NAME, BlessingConfig,
 from tensorflow_model_analysis.proto import config_pb2
 
 SPEC = resolve_spec("synthetic")  # scenarios home_feed, search, detail_page; user id column user_id
+ALL = ("ctr", "cvr", "ctcvr", "xcvr", "ctavr")  # what SharedBottom serves for this spec
 EXAMPLE = {"min_auc": 0.5, "max_auc_drop": 0.01, "gated_heads": ["ctr", "ctcvr"],
            "heads": {"ctcvr": {"min_auc": 0.55}}, "scenarios": {"search": {"ctr": {"max_auc_drop": 0.02}}}}
 HIGHER = config_pb2.MetricDirection.HIGHER_IS_BETTER
@@ -26,6 +27,13 @@ def _specs_by_head(cfg):
 def _auc(ms):
     (auc,) = [m for m in ms.metrics if m.class_name == "AUC"]
     return auc
+
+
+def _calibration_bounds(ms):
+    """(slice, lower, upper) of the Calibration metric's thresholds."""
+    (cal,) = [m for m in ms.metrics if m.class_name == "Calibration"]
+    return [(_slice_name(s), p.threshold.value_threshold.lower_bound.value,
+             p.threshold.value_threshold.upper_bound.value) for p in cal.per_slice_thresholds for s in p.slicing_specs]
 
 
 def _slice_name(s):
@@ -49,7 +57,7 @@ def _thresholds_by_slice(auc):
 
 
 def test_metrics_per_head_and_models():
-    cfg = build_eval_config(SPEC)
+    cfg = build_eval_config(SPEC, ALL)
     specs = _specs_by_head(cfg)
     assert set(specs) == {"ctr", "ctavr", "ctcvr", "xcvr"}
     for ms in specs.values():
@@ -67,21 +75,38 @@ def test_metrics_per_head_and_models():
     assert not cfg.options.include_default_metrics.value
 
 
-def test_default_blessing_gates_ctr_overall_and_every_scenario():
-    cfg = build_eval_config(SPEC)
+def test_default_blessing_gates_every_served_head_overall_and_every_scenario():
+    cfg = build_eval_config(SPEC, ALL)
     specs = _specs_by_head(cfg)
-    assert _thresholds_by_slice(_auc(specs["ctr"])) == {
-        s: (0.5, pytest.approx(-0.01)) for s in ("overall", "home_feed", "search", "detail_page")}
-    # Equal thresholds share one PerSliceMetricThreshold; nothing on the generic (all-slice) threshold.
-    assert len(_auc(specs["ctr"]).per_slice_thresholds) == 1
-    assert not _auc(specs["ctr"]).HasField("threshold")
+    assert set(specs) == {"ctr", "ctavr", "ctcvr", "xcvr"}  # cvr is conditional on a click: not evaluated
+    for head in specs:
+        assert _thresholds_by_slice(_auc(specs[head])) == {
+            s: (0.5, pytest.approx(-0.01)) for s in ("overall", "home_feed", "search", "detail_page")}
+        # Equal thresholds share one PerSliceMetricThreshold; nothing on the generic (all-slice) threshold.
+        assert len(_auc(specs[head]).per_slice_thresholds) == 1
+        assert not _auc(specs[head]).HasField("threshold")
+        assert _calibration_bounds(specs[head]) == [("overall", pytest.approx(0.8), pytest.approx(1.25))]
+
+
+def test_only_the_heads_the_model_serves_are_evaluated_and_gated():
+    esmm = _specs_by_head(build_eval_config(SPEC, ("ctr", "cvr", "ctcvr")))  # ESMM on view-through data
+    assert set(esmm) == {"ctr", "ctcvr"}
+    direct = _specs_by_head(build_eval_config(SPEC, ("ctr", "xcvr")))  # AEM2TL without the entire-space module
+    assert set(direct) == {"ctr", "xcvr"}
+
+
+def test_gated_heads_and_calibration_bounds_are_settings():
+    b = BlessingConfig.from_dict({"gated_heads": ["ctr"], "min_calibration": 0.9, "max_calibration": None})
+    specs = _specs_by_head(build_eval_config(SPEC, ALL, blessing=b))
+    assert _calibration_bounds(specs["ctr"]) == [("overall", pytest.approx(0.9), 0.0)]
     for head in ("ctavr", "ctcvr", "xcvr"):  # not gated
-        assert not _auc(specs[head]).per_slice_thresholds
         assert not any(m.per_slice_thresholds or m.HasField("threshold") for m in specs[head].metrics)
+    off = BlessingConfig(min_calibration=None, max_calibration=None)
+    assert not _calibration_bounds(_specs_by_head(build_eval_config(SPEC, ALL, blessing=off))["ctr"])
 
 
 def test_head_and_scenario_overrides_land_on_their_slices():
-    cfg = build_eval_config(SPEC, blessing=BlessingConfig.from_dict(EXAMPLE))
+    cfg = build_eval_config(SPEC, ALL, blessing=BlessingConfig.from_dict(EXAMPLE))
     specs = _specs_by_head(cfg)
     assert _thresholds_by_slice(_auc(specs["ctr"])) == {
         "overall": (0.5, pytest.approx(-0.01)), "home_feed": (0.5, pytest.approx(-0.01)),
@@ -92,7 +117,7 @@ def test_head_and_scenario_overrides_land_on_their_slices():
 
 
 def test_without_baseline_no_change_thresholds_and_one_unnamed_model():
-    cfg = build_eval_config(SPEC, blessing=BlessingConfig.from_dict(EXAMPLE), with_baseline=False)
+    cfg = build_eval_config(SPEC, ALL, blessing=BlessingConfig.from_dict(EXAMPLE), with_baseline=False)
     assert [(m.name, m.is_baseline) for m in cfg.model_specs] == [("", False)]
     by_slice = _thresholds_by_slice(_auc(_specs_by_head(cfg)["ctr"]))
     assert by_slice == {s: (0.5, None) for s in ("overall", "home_feed", "search", "detail_page")}
@@ -103,7 +128,7 @@ def test_tfx_drops_baseline_and_change_thresholds_when_no_baseline_is_resolved()
     from tensorflow_model_analysis.metrics import metric_specs
     from tensorflow_model_analysis.utils import config_util
 
-    cfg = build_eval_config(SPEC, blessing=BlessingConfig.from_dict(EXAMPLE))
+    cfg = build_eval_config(SPEC, ALL, blessing=BlessingConfig.from_dict(EXAMPLE))
     first = config_util.update_eval_config_with_defaults(cfg, has_baseline=False, rubber_stamp=True)
     config_util.verify_eval_config(first)
     assert [m.name for m in first.model_specs] == [""]
@@ -118,27 +143,18 @@ def test_tfx_drops_baseline_and_change_thresholds_when_no_baseline_is_resolved()
     assert {(k.output_name, k.name) for k in diff_keys} == {("ctr", "auc"), ("ctcvr", "auc")}
 
 
-def test_legacy_min_auc_and_bless_heads():
-    cfg = build_eval_config(SPEC, min_auc=0.6)
-    by_slice = _thresholds_by_slice(_auc(_specs_by_head(cfg)["ctr"]))
-    assert [v for v, _ in by_slice.values()] == [pytest.approx(0.6)] * 4
-    cfg = build_eval_config(SPEC, min_auc=0.6, bless_heads=("ctr", "xcvr"), with_baseline=False)
-    assert _thresholds_by_slice(_auc(_specs_by_head(cfg)["xcvr"]))["overall"] == (pytest.approx(0.6), None)
-    with pytest.raises(ValueError, match="either blessing= or"):
-        build_eval_config(SPEC, min_auc=0.6, blessing=BlessingConfig())
-
-
 def test_explicit_null_removes_a_threshold_and_per_scenario_false():
     b = BlessingConfig.from_dict({"scenarios": {"detail_page": {"ctr": {"max_auc_drop": None}}}})
     assert b.thresholds("ctr", "detail_page") == Thresholds(0.5, None)
     assert b.thresholds("ctr", "search") == Thresholds(0.5, 0.01)
-    assert b.thresholds("xcvr") == Thresholds()
+    assert b.thresholds("xcvr") == Thresholds(0.5, 0.01)  # every head is gated by default
+    assert BlessingConfig.from_dict({"gated_heads": ["ctr"]}).thresholds("xcvr") == Thresholds()
     assert BlessingConfig.from_dict(b.to_dict()) == b
-    by_slice = _thresholds_by_slice(_auc(_specs_by_head(build_eval_config(SPEC, blessing=b))["ctr"]))
+    by_slice = _thresholds_by_slice(_auc(_specs_by_head(build_eval_config(SPEC, ALL, blessing=b))["ctr"]))
     assert by_slice["detail_page"] == (0.5, None) and by_slice["home_feed"] == (0.5, pytest.approx(-0.01))
-    overall_only = build_eval_config(SPEC, blessing=BlessingConfig(per_scenario=False))
+    overall_only = build_eval_config(SPEC, ALL, blessing=BlessingConfig(per_scenario=False))
     assert set(_thresholds_by_slice(_auc(_specs_by_head(overall_only)["ctr"]))) == {"overall"}
-    none = build_eval_config(SPEC, blessing=BlessingConfig(min_auc=None, max_auc_drop=None))
+    none = build_eval_config(SPEC, ALL, blessing=BlessingConfig(min_auc=None, max_auc_drop=None))
     assert not _auc(_specs_by_head(none)["ctr"]).per_slice_thresholds
 
 
@@ -164,13 +180,17 @@ def test_round_trip_and_yaml(tmp_path):
     ({"gated_heads": ["ctr", "clicks"]}, r"blessing.gated_heads\[1\]: unknown head 'clicks'"),
     ({"gated_heads": ["cvr"]}, r"blessing.gated_heads\[0\]: head 'cvr' is not evaluated"),
     ({"gated_heads": "ctr", "per_scenario": "yes"}, r"blessing.per_scenario: must be true or false"),
-    ({"heads": {"ctcvr": {"min_auc": 0.55}}}, r"blessing.heads.ctcvr: head 'ctcvr' is not in gated_heads"),
+    ({"gated_heads": ["ctr"], "heads": {"ctcvr": {"min_auc": 0.55}}},
+     r"blessing.heads.ctcvr: head 'ctcvr' is not in gated_heads"),
     ({"heads": {"ctr": {"min_auc": 0.55, "drop": 1}}}, r"blessing.heads.ctr.drop: unknown key"),
     ({"heads": {"ctr": 0.55}}, r"blessing.heads.ctr: must be a mapping"),
-    ({"scenarios": {"search": {"xcvr": {"min_auc": 0.5}}}},
+    ({"gated_heads": ["ctr"], "scenarios": {"search": {"xcvr": {"min_auc": 0.5}}}},
      r"blessing.scenarios.search.xcvr: head 'xcvr' is not in gated_heads"),
     ({"scenarios": {"search": {"ctr": {"max_auc_drop": "x"}}}},
      r"blessing.scenarios.search.ctr.max_auc_drop: must be a number"),
+    ({"min_positives": -1}, r"blessing.min_positives: must be an integer >= 0"),
+    ({"min_calibration": 1.2}, r"blessing.min_calibration: must be in \[0.0, 1.0\]"),
+    ({"max_calibration": 0.9}, r"blessing.max_calibration: must be in \[1.0, 1000000.0\]"),
     ([0.5], r"blessing: must be a mapping"),
 ])
 def test_validation_errors_name_the_key(raw, message):
@@ -181,9 +201,9 @@ def test_validation_errors_name_the_key(raw, message):
 def test_spec_dependent_errors():
     with pytest.raises(BlessingConfigError, match=r"blessing.scenarios.shop: unknown scenario of spec 'synthetic' "
                                                   r"\(known: home_feed, search, detail_page\)"):
-        build_eval_config(SPEC, blessing=BlessingConfig.from_dict({"scenarios": {"shop": {"ctr": {}}}}))
+        build_eval_config(SPEC, ALL, blessing=BlessingConfig.from_dict({"scenarios": {"shop": {"ctr": {}}}}))
     with pytest.raises(BlessingConfigError, match=r"blessing.gated_heads\[1\]: head 'ctavr' is not evaluated"):
-        build_eval_config(SPEC, output_keys=("ctr", "ctcvr"),
+        build_eval_config(SPEC, ("ctr", "ctcvr"),
                           blessing=BlessingConfig.from_dict({"gated_heads": ["ctr", "ctavr"]}))
     with pytest.raises(BlessingConfigError, match="source.min_auc"):
         BlessingConfig.from_dict({"min_auc": 3}, source="source")
@@ -192,13 +212,13 @@ def test_spec_dependent_errors():
 def test_user_id_feature_of_shipped_specs():
     assert user_id_feature(SPEC) == "user_id"
     assert user_id_feature(resolve_spec("aliccp")) == "101"
-    cfg = build_eval_config(SPEC, user_key="uid")
+    cfg = build_eval_config(SPEC, ALL, user_key="uid")
     assert json.loads(_specs_by_head(cfg)["ctr"].metrics[1].config) == {"user_key": "uid"}
 
 
 def test_no_gauc_without_a_user_id():
     spec = resolve_spec("aliexpress")  # no id feature: GAUC is left out, everything else stays
     assert user_id_feature(spec) is None
-    names = [m.class_name for m in _specs_by_head(build_eval_config(spec))["ctr"].metrics]
+    names = [m.class_name for m in _specs_by_head(build_eval_config(spec, ALL))["ctr"].metrics]
     assert names == ["AUC", "BinaryCrossentropy", "Calibration", "ExampleCount", "CalibrationPlot",
                      "ConfusionMatrixPlot"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -65,6 +65,19 @@ def _artifacts(store, execution_id: int, event_types) -> Dict[str, List[metadata
     out = {}
     for key, ids in by_key.items():
         out[key] = list(store.get_artifacts_by_id(ids))
+    return out
+
+
+def artifact_spans(store, type_name: str, uri_prefix: str) -> Set[int]:
+    """Spans of the live artifacts of ``type_name`` stored under ``uri_prefix`` (e.g. one component output)."""
+    out: Set[int] = set()
+    prefix = uri_prefix.rstrip("/") + "/"
+    for a in store.get_artifacts_by_type(type_name):
+        if not a.uri.startswith(prefix) or a.state != metadata_store_pb2.Artifact.LIVE:
+            continue
+        span = a.properties["span"].int_value if "span" in a.properties else custom_property(a, "span")
+        if span is not None:
+            out.add(int(span))
     return out
 
 

@@ -1,17 +1,22 @@
-"""``create_pipeline``: the TFX DAG of DESIGN.md section 6, the same for every runner.
+"""``create_pipeline``: the TFX DAG of msmt-rank (``docs/architecture.md``), the same for every runner.
 
 ExampleGen (CSV rows checked against the spec with a quarantine, TFRecord, Parquet; ``{SPAN}`` patterns read
-one daily span) -> StatisticsGen -> SchemaGen
+one daily span; splits train / calibration / eval) -> StatisticsGen -> SchemaGen
 -> ExampleValidator (:mod:`pipeline.data_validator`: against the last accepted span; anomalies stop the run)
 -> Transform (``features.preprocessing.preprocessing_fn``) -> Trainer
-(``models.trainer.run_fn``; optionally warm-started from the last blessed model) -> Evaluator (TFMA per
-scenario; the candidate against the last blessed model found by the ``LatestBlessedModel`` resolver) ->
-Pusher (:class:`pipeline.pusher.ServingPusher`: only a blessed model, atomically) -> optional BulkInferrer.
+(``models.trainer.run_fn``; optionally warm-started from the last blessed model) -> Evaluator
+(:class:`pipeline.evaluator.GatedEvaluator`: TFMA per head and scenario, every served head gated, the candidate
+against the last blessed model found by the ``LatestBlessedModel`` resolver) -> Pusher
+(:class:`pipeline.pusher.ServingPusher`: only a blessed model, atomically) -> optional BulkInferrer.
+
+Next-span evaluation (:mod:`pipeline.spans`): with several daily spans, Transform and the Trainer read the
+earlier spans through a span-range resolver and the Evaluator evaluates the run's own (latest) span;
+:func:`create_ingest_pipeline` reads and validates one earlier span.
 """
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
@@ -19,11 +24,14 @@ from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.dsl.components.base import executor_spec
 
 from pipeline import checked_example_gen
-from pipeline.config import PipelineConfig, hash_buckets
-from pipeline.data_validator import GatedExampleValidator, latest_accepted_statistics_resolver
+from pipeline.config import PipelineConfig, split_buckets
+from pipeline.data_validator import GatedExampleValidator, latest_accepted_statistics_resolver, \
+    open_vocabulary_features
 from pipeline.deterministic_transform import DeterministicTransform
-from pipeline.eval_config import build_eval_config
+from pipeline.eval_config import build_eval_config, evaluated_heads
+from pipeline.evaluator import GatedEvaluator, gating_parameters
 from pipeline.pusher import ServingPusher
+from pipeline.spans import CALIBRATION_SPLIT, training_spans_resolver
 
 PREPROCESSING_FN = "features.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
@@ -32,18 +40,19 @@ COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator
 RESOLVER_ID = "latest_blessed_model_resolver"
 
 
-def _example_gen(config: PipelineConfig):
+def _example_gen(config: PipelineConfig, span: Optional[int] = None):
+    """The ExampleGen of ``config``; reading ``span`` (default: the evaluated span of the run's plan, or the
+    ``--span``, or the latest)."""
     input_base, pattern = config.split_data_pattern()
     input_config = tfx.proto.Input(splits=[tfx.proto.Input.Split(name="single_split", pattern=pattern)])
     range_config = None
-    if config.has_spans and config.span_number is not None:
+    span = span if span is not None else config.span_plan().eval_span if config.has_spans else None
+    if config.has_spans and span is not None:
         range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
-            start_span_number=config.span_number, end_span_number=config.span_number))
-    train_b, eval_b = hash_buckets(config.eval_fraction)
+            start_span_number=span, end_span_number=span))
     output_config = tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-        tfx.proto.SplitConfig.Split(name="train", hash_buckets=train_b),
-        tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_b),
-    ]))
+        tfx.proto.SplitConfig.Split(name=name, hash_buckets=buckets)
+        for name, buckets in split_buckets(config.eval_fraction, config.calibration_fraction)]))
     fmt = config.data_format
     if fmt == "csv":  # rows checked against the spec, bad ones quarantined (pipeline.checked_example_gen)
         return FileBasedExampleGen(
@@ -69,9 +78,10 @@ def _latest_blessed_model_resolver():
     ).with_id(RESOLVER_ID)
 
 
-def create_components(config: PipelineConfig) -> List:
+def _validated_input(config: PipelineConfig, span: Optional[int] = None) -> List:
+    """ExampleGen -> StatisticsGen -> SchemaGen -> (accepted-statistics resolver) -> ExampleValidator."""
     spec = config.load_spec()
-    example_gen = _example_gen(config)
+    example_gen = _example_gen(config, span)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                           infer_feature_shape=True)
@@ -79,9 +89,22 @@ def create_components(config: PipelineConfig) -> List:
     example_validator = GatedExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
         baseline_statistics=accepted_statistics.outputs["statistics"], scenario_feature=spec.scenario.name,
-        max_scenario_shift=config.max_scenario_shift).with_id("ExampleValidator")
+        max_scenario_shift=config.max_scenario_shift,
+        open_vocabulary=open_vocabulary_features(spec)).with_id("ExampleValidator")
+    return [example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator]
+
+
+def create_components(config: PipelineConfig) -> List:
+    spec = config.load_spec()
+    plan = config.span_plan()
+    example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator = _validated_input(config)
+    training_examples = example_gen.outputs["examples"]
+    span_resolver = []
+    if plan.next_span:
+        span_resolver = [training_spans_resolver(example_gen.id, plan)]
+        training_examples = span_resolver[0].outputs["examples"]
     transform = DeterministicTransform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        examples=training_examples, schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()}).with_id("Transform")
     transform.add_upstream_node(example_validator)  # anomalies stop the run before Transform and Trainer
     resolver = _latest_blessed_model_resolver()
@@ -91,20 +114,24 @@ def create_components(config: PipelineConfig) -> List:
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         base_model=resolver.outputs["model"] if config.warm_start else None,
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=tfx.proto.TrainArgs(splits=plan.trainer_train_splits),
+        eval_args=tfx.proto.EvalArgs(splits=[CALIBRATION_SPLIT]),
         custom_config={"spec": spec.to_dict(), "model": config.model, "model_config": config.model_config,
                        "train": config.train, "warm_start": config.warm_start})
-    evaluator = tfx.components.Evaluator(
+    outputs = config.model_outputs()
+    blessing = config.blessing_config()
+    evaluator = GatedEvaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=resolver.outputs["model"],
-        eval_config=build_eval_config(spec, blessing=config.blessing_config()))
+        eval_config=build_eval_config(spec, outputs, blessing=blessing),
+        gating=gating_parameters(spec, evaluated_heads(spec, outputs), blessing.min_positives),
+        example_splits=plan.evaluator_splits).with_id("Evaluator")
     pusher = ServingPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         examples=example_gen.outputs["examples"], serving_root=config.serving_dir,
         model_name=config.serving_model_name).with_id("Pusher")
-    components = [example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator, transform,
-                  resolver, trainer, evaluator, pusher]
+    components = [example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator,
+                  *span_resolver, transform, resolver, trainer, evaluator, pusher]
     if config.bulk_inference:
         components.append(tfx.components.BulkInferrer(
             examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
@@ -114,15 +141,25 @@ def create_components(config: PipelineConfig) -> List:
     return components
 
 
+def create_ingest_pipeline(config: PipelineConfig, span: int) -> tfx.dsl.Pipeline:
+    """The pipeline that reads and validates one earlier span for next-span evaluation: ExampleGen ->
+    StatisticsGen -> SchemaGen -> ExampleValidator, with the same node ids as the full pipeline."""
+    return _tfx_pipeline(config, _validated_input(config, span), local_metadata=True)
+
+
 def create_pipeline(config: PipelineConfig, local_metadata: bool = True) -> tfx.dsl.Pipeline:
     """The TFX pipeline for ``config``: with the run's SQLite ML Metadata for local runs, without any for
     orchestrators that bring their own (Kubeflow)."""
+    return _tfx_pipeline(config, create_components(config), local_metadata)
+
+
+def _tfx_pipeline(config: PipelineConfig, components: List, local_metadata: bool) -> tfx.dsl.Pipeline:
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                 if local_metadata else None)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config),
+        components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata,
         beam_pipeline_args=list(config.beam_args),

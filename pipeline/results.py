@@ -6,7 +6,7 @@ import glob
 import math
 import os
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -77,11 +77,12 @@ def read_tfma_metrics(eval_uri: str, model_name: Optional[str] = None,
     return out
 
 
-def read_examples(pattern: str, columns: List[str]) -> Dict[str, np.ndarray]:
+def read_examples(patterns: Union[str, Sequence[str]], columns: List[str]) -> Dict[str, np.ndarray]:
     """Selected columns of gzipped tf.Example TFRecords (single-valued; missing -> NaN / b'')."""
     import tensorflow as tf
 
-    files = sorted(glob.glob(pattern))
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = sorted({f for p in patterns for f in glob.glob(p)})
     cols: Dict[str, list] = {c: [] for c in columns}
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
     for batch in ds:
@@ -99,13 +100,13 @@ def read_examples(pattern: str, columns: List[str]) -> Dict[str, np.ndarray]:
     return {c: np.array(v, dtype=object) for c, v in cols.items()}
 
 
-def oracle_aucs(spec: FeatureSpec, examples_uri: str, split: str = "eval") -> Dict[Tuple[str, str], float]:
-    """(head, slice) -> AUC of the true probabilities on the eval split, when the data carries them."""
+def oracle_aucs(spec: FeatureSpec, examples_uri: str, splits: Sequence[str] = ("eval",)) -> Dict[Tuple[str, str], float]:
+    """(head, slice) -> AUC of the true probabilities on the evaluated ``splits``, when the data carries them."""
     needed = {o for o, _ in ORACLE_FOR_HEAD.values()}
     label_cols = {"click": spec.labels.click, "conversion": spec.labels.conversion}
     if spec.labels.raction:
         label_cols["raction"] = spec.labels.raction
-    files = os.path.join(examples_uri, f"Split-{split}", "*")
+    files = [os.path.join(examples_uri, f"Split-{split}", "*") for split in splits]
     cols = read_examples(files, [spec.scenario.name] + list(label_cols.values()) + sorted(needed))
     if not len(cols[spec.scenario.name]) or all(v is None for v in cols["p_click"] if "p_click" in cols):
         return {}

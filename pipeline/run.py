@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional
 
 from pipeline import mlmd
 from pipeline.config import PipelineConfig
+from pipeline.local_runner import INGEST_MARKER, MAIN_MARKER
 from pipeline.memory import PeakRss, gib
 from pipeline.pipeline import COMPONENT_ORDER
 
@@ -47,6 +48,7 @@ class RunResult:
     input_rows: Optional[Dict] = None
     component_peak_rss: Dict[str, int] = dataclasses.field(default_factory=dict)
     peak_rss: int = 0
+    spans: Optional[Dict] = None
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -79,10 +81,18 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
         json.dump(config.to_dict(), fh, indent=2)
     log_path = os.path.join(config.log_dir, f"run-{stamp}.log")
     echo(f"msmt run: pipeline {config.pipeline_name!r}, model {config.model!r}, data {config.data}")
+    plan = config.span_plan()
+    if plan.next_span:
+        echo(f"msmt run: next-span evaluation: trains on span(s) {', '.join(map(str, plan.train_spans))}, "
+             f"evaluates and gates on span {plan.eval_span}")
+    else:
+        echo("msmt run: hash split: trains and evaluates on hash splits of the same data"
+             + (f" ({plan.note})" if plan.note else ""))
     echo(f"msmt run: full log in {log_path}")
     t0 = time.time()
     started: Dict[str, float] = {}
     seconds: Dict[str, float] = {}
+    phase = ""  # "span N " while an earlier span is ingested
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.local_runner", cfg_path], cwd=REPO_ROOT,
                                 env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -91,9 +101,17 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
         with PeakRss(proc.pid) as memory:
             for line in proc.stdout:
                 log.write(line)
+                if line.startswith(INGEST_MARKER):
+                    phase = f"span {line[len(INGEST_MARKER):].strip()} "
+                    echo(f"[{time.time() - t0:7.1f}s] reading training {phase.strip()} "
+                         f"(ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator)")
+                    continue
+                if line.startswith(MAIN_MARKER):
+                    phase = ""
+                    continue
                 m = _COMPONENT_RE.search(line)
                 if m:
-                    comp, what = _component_key(m.group(1)), m.group(2)
+                    comp, what = phase + _component_key(m.group(1)), m.group(2)
                     now = time.time()
                     if what == "running":
                         started[comp] = now
@@ -108,7 +126,7 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
             code = proc.wait()
     wall = time.time() - t0
     result = RunResult(config, log_path, wall, seconds, {}, code, component_peak_rss=dict(memory.peaks),
-                       peak_rss=memory.overall)
+                       peak_rss=memory.overall, spans=plan.to_dict())
     if not os.path.exists(config.metadata_path):
         raise PipelineRunError(f"the pipeline wrote no metadata (exit code {code}); see {log_path}:\n"
                                + _tail(log_path))

@@ -50,9 +50,14 @@ class EntireSpaceHeads(keras.layers.Layer):
         base = BASE_EDGES if self.with_unclick else tuple(e for e in BASE_EDGES if e != "conv_unclick")
         return base + (ACTION_EDGES if self.with_action else ())
 
+    @staticmethod
+    def keys_for(with_action: bool):
+        """Output keys of the composition (``ctavr`` only with the action edges)."""
+        return ("ctr", "cvr", "ctcvr", "xcvr") + (("ctavr",) if with_action else ())
+
     @property
     def output_keys(self):
-        return ("ctr", "cvr", "ctcvr", "xcvr") + (("ctavr",) if self.with_action else ())
+        return self.keys_for(self.with_action)
 
     def call(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         y1, y2 = edge_probs["click"], edge_probs["conv_click"]

@@ -166,6 +166,47 @@ class PartitionedNormalization(keras.layers.Layer):
                                              self.moving_variance))
         return mean, var
 
+    def estimate_statistics(self, batches) -> int:
+        r"""Replace the moving averages with the population moments of ``batches`` of ``(x, scenario_idx)``.
+
+        .. math::
+
+           \bar\mu_p = \frac{1}{n_p} \sum_{i \in p} x_i, \qquad
+           \bar\sigma_p^2 = \frac{1}{n_p} \sum_{i \in p} x_i^2 - \bar\mu_p^2
+
+        over the samples of each scenario p (all samples with ``scenario_statistics=False``). Run after training
+        with the final weights ("precise" statistics, Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021):
+        a moving average over the last batches lags behind embeddings that are still moving, which at inference
+        shifts every normalized input and with it the probabilities. A scenario with no sample keeps its
+        moving average. Returns the number of samples read.
+        """
+        rows = self.num_scenarios if self.scenario_statistics else 1
+        count = tf.zeros([rows], tf.float64)
+        total, squares = None, None
+        n = 0
+        for x, scenario_idx in batches:
+            x = tf.cast(x, tf.float64)
+            if self.scenario_statistics:
+                idx = tf.reshape(tf.cast(scenario_idx, tf.int64), [-1])
+                member = tf.one_hot(idx, self.num_scenarios, dtype=tf.float64)  # unknown slot: all zeros
+            else:
+                member = tf.ones([tf.shape(x)[0], 1], tf.float64)
+            count += tf.reduce_sum(member, axis=0)
+            t = tf.matmul(member, x, transpose_a=True)
+            q = tf.matmul(member, tf.square(x), transpose_a=True)
+            total, squares = (t, q) if total is None else (total + t, squares + q)
+            n += int(x.shape[0])
+        if total is None:
+            return 0
+        present = count > 0
+        denom = tf.maximum(count, 1.0)[:, None]
+        mean = total / denom
+        var = tf.maximum(squares / denom - tf.square(mean), 0.0)
+        keep = present[:, None]
+        self.moving_mean.assign(tf.where(keep, tf.cast(mean, tf.float32), self.moving_mean))
+        self.moving_variance.assign(tf.where(keep, tf.cast(var, tf.float32), self.moving_variance))
+        return n
+
     def _inference_statistics(self):
         return tf.identity(self.moving_mean), tf.identity(self.moving_variance)
 

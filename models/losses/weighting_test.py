@@ -158,7 +158,7 @@ def test_shared_bottom_fit_with_gradnorm_reports_weights_summing_to_heads():
     model = build_model("shared_bottom", tiny_dims().to_dict(),
                         {"embedding_dim": 4, "bottom_units": [16], "tower_units": [8]},
                         with_action=True, weighting={"strategy": "gradnorm", "learning_rate": 0.01})
-    assert model.supervised_heads == ("ctr", "ctcvr", "xcvr", "ctavr")
+    assert model.supervised_heads == ("ctr", "ctavr", "ctcvr", "xcvr")
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     history = model.fit(tf.data.Dataset.from_tensors(tiny_batch(64)).repeat(4), verbose=0).history
     weights = np.array([history[f"weight_{h}"][-1] for h in model.supervised_heads])
