@@ -49,26 +49,26 @@ GRADNORM = {"strategy": "gradnorm", "alpha": 1.5}
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One benchmarked configuration: a zoo model plus config / weighting / supervision overrides."""
+    """One benchmarked configuration: a zoo model at its defaults, plus model-config and train-config
+    overrides (``train`` keys of ``models.config.TrainConfig``, e.g. ``weighting``, ``supervised_heads``)."""
 
     model: str
     config: Dict = dataclasses.field(default_factory=dict)
-    weighting: Dict = dataclasses.field(default_factory=dict)
-    supervised_heads: Optional[Tuple[str, ...]] = None
+    train: Dict = dataclasses.field(default_factory=dict)
     note: str = ""
 
 
-# Ablation rows (AEM2TL.md section 11, EKTM.md): each removes exactly one part of the full model.
+# Ablation rows (docs/models.md): each changes exactly one part of the model's default configuration.
 ABLATIONS = {
     "aem2tl": {
-        "aem2tl-no_scenario_cgc": Variant("aem2tl", {"scenario_cgc": False}, GRADNORM, note="w/o Scenario-CGC"),
-        "aem2tl-no_task_cgc": Variant("aem2tl", {"task_cgc": False}, GRADNORM, note="w/o Task-CGC"),
-        "aem2tl-no_pgn": Variant("aem2tl", {"personalized_gate": False}, GRADNORM, note="w/o personalized gate"),
-        "aem2tl-no_entire_space": Variant("aem2tl", {"entire_space": False}, GRADNORM,
+        "aem2tl-no_scenario_cgc": Variant("aem2tl", {"scenario_cgc": False}, note="w/o Scenario-CGC"),
+        "aem2tl-no_task_cgc": Variant("aem2tl", {"task_cgc": False}, note="w/o Task-CGC"),
+        "aem2tl-no_pgn": Variant("aem2tl", {"personalized_gate": False}, note="w/o personalized gate"),
+        "aem2tl-no_entire_space": Variant("aem2tl", {"entire_space": False},
                                           note="w/o entire-space module (direct ctr/xcvr towers)"),
-        "aem2tl-fixed_weights": Variant("aem2tl", {}, {}, note="w/o adaptive loss weighting (fixed weights)"),
-        "aem2tl-ctcvr_loss": Variant("aem2tl", {}, GRADNORM, ("ctr", "ctavr", "ctcvr", "xcvr"),
-                                     note="investigation: + a ctcvr loss (the paper supervises ctr, ctavr, xcvr)"),
+        "aem2tl-gradnorm": Variant("aem2tl", {}, {"weighting": GRADNORM}, note="GradNorm loss weighting (alpha 1.5)"),
+        "aem2tl-paper_losses": Variant("aem2tl", {}, {"supervised_heads": ["ctr", "ctavr", "xcvr"]},
+                                       note="the paper's losses: ctr, ctavr, xcvr (no ctcvr loss)"),
     },
     "ektm": {
         "ektm-no_router": Variant("ektm", {"router": False}, note="w/o router (uniform mean over sources)"),
@@ -78,8 +78,8 @@ ABLATIONS = {
 }
 
 
-def variants(models: Sequence[str], gradnorm: Sequence[str], ablations: bool) -> Dict[str, Variant]:
-    out = {m: Variant(m, {}, GRADNORM if m in gradnorm else {}, note="full") for m in models}
+def variants(models: Sequence[str], ablations: bool) -> Dict[str, Variant]:
+    out = {m: Variant(m, note="defaults") for m in models}
     if ablations:
         for base, rows in ABLATIONS.items():
             if base in models:
@@ -128,22 +128,52 @@ def prepare(args) -> Dict[str, str]:
             "test": os.path.join(data, f"span-{last}", "impressions.tfrecord.gz")}
 
 
+def test_metrics(model, test_batches, targets, scen, slices, users) -> Dict:
+    """``{head/slice: {auc, gauc, logloss, calibration}}`` of ``model`` on the test span."""
+    preds: Dict[str, List] = {}
+    for tb in test_batches:
+        for k, v in model(tb, training=False).items():
+            preds.setdefault(k, []).append(np.reshape(v.numpy(), [-1]))
+    preds = {k: np.concatenate(v) for k, v in preds.items()}
+    out = {}
+    for h in HEADS:
+        if h not in preds:
+            continue
+        for s in slices:
+            m = np.ones(len(scen), bool) if s == "overall" else scen == s
+            y, p = targets[h][m], preds[h][m]
+            out[f"{h}/{s}"] = {"auc": oracle_auc(y, p), "gauc": gauc(y, p, users[m]), "logloss": logloss(y, p),
+                               "calibration": float(p.mean() / max(y.mean(), 1e-12))}
+    return out
+
+
+def _split_files(examples_dir: str, splits: Sequence[str]) -> List[str]:
+    return sorted(f for split in splits for f in glob.glob(os.path.join(examples_dir, f"Split-{split}", "*")))
+
+
 def evaluate(args, paths) -> Dict:
     import tensorflow as tf
     import tensorflow_transform as tft
     import tf_keras as keras
 
     from features.dims import input_dims
+    from features.labels import has_action, has_view_through
     from features.spec import resolve_spec
-    from models.registry import build_model
+    from models.registry import build_model, train_config
+    from models.trainer import fit_model
 
     spec = resolve_spec("synthetic")
     tfo = tft.TFTransformOutput(paths["transform"])
     dims = input_dims(spec, tfo.vocabulary_size_by_name).to_dict()
     fspec = tfo.transformed_feature_spec()
-    train_files = glob.glob(os.path.join(paths["examples"], "Split-*", "*"))
-    train = (tf.data.TFRecordDataset(train_files, compression_type="GZIP").batch(args.batch_size)
-             .map(lambda x: tf.io.parse_example(x, fspec), num_parallel_calls=tf.data.AUTOTUNE).cache())
+
+    def dataset(splits):
+        files = _split_files(paths["examples"], splits)
+        return (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(args.batch_size)
+                .map(lambda x: tf.io.parse_example(x, fspec), num_parallel_calls=tf.data.AUTOTUNE).cache())
+
+    # As the pipeline's Trainer in next-span mode: fit on train + eval, calibrate on the calibration split.
+    train, calibration = dataset(["train", "eval"]), dataset(["calibration"])
     raw_spec = tfo.raw_feature_spec()
     layer = tfo.transform_features_layer()
     test_raw = tf.data.TFRecordDataset([paths["test"]], compression_type="GZIP").batch(4096)
@@ -161,11 +191,12 @@ def evaluate(args, paths) -> Dict:
                "ctcvr": cols["click"] * cols["conversion"], "xcvr": cols["conversion"]}
     scen = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in cols["scenario"]])
     slices = ["overall"] + sorted(set(scen))
-    results = {"oracle": {}, "runs": []}
+    results = {"oracle": {}, "runs": [], "positives": {}}
     for h in HEADS:
         for s in slices:
             m = np.ones(len(scen), bool) if s == "overall" else scen == s
             results["oracle"][f"{h}/{s}"] = oracle_auc(targets[h][m], cols[ORACLE_FOR_HEAD[h][0]][m])
+            results["positives"][f"{h}/{s}"] = int(targets[h][m].sum())
     done_path = os.path.join(args.output, "runs.jsonl")
     done = {}
     if os.path.exists(done_path):  # resume: runs already measured are kept, not repeated
@@ -173,6 +204,8 @@ def evaluate(args, paths) -> Dict:
             for line in fh:
                 r = json.loads(line)
                 done[(r["model"], r["seed"])] = r
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
+                                   ("batch_size", args.batch_size)) if v is not None}
     # seeds outermost: a run cut short still has every model for its first seeds
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, variant in args.variants.items():
@@ -181,35 +214,33 @@ def evaluate(args, paths) -> Dict:
                 continue
             if args.report_only:
                 continue
+            cfg = train_config(variant.model, dict(variant.train, seed=seed, **overrides))
             keras.utils.set_random_seed(seed)
-            model = build_model(variant.model, dims, variant.config, with_action=True, weighting=variant.weighting,
-                                supervised_heads=variant.supervised_heads)
-            model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-            t0 = time.time()
-            model.fit(train.shuffle(64, seed=seed), epochs=args.epochs, verbose=0)
-            seconds = time.time() - t0
-            preds: Dict[str, List] = {}
-            for tb in test_batches:
-                for k, v in model(tb, training=False).items():
-                    preds.setdefault(k, []).append(np.reshape(v.numpy(), [-1]))
-            preds = {k: np.concatenate(v) for k, v in preds.items()}
-            row = {"model": name, "seed": seed, "train_seconds": seconds, "note": variant.note, "metrics": {}}
-            for h in HEADS:
-                if h not in preds:
-                    continue
-                for s in slices:
-                    m = np.ones(len(scen), bool) if s == "overall" else scen == s
-                    y, p = targets[h][m], preds[h][m]
-                    row["metrics"][f"{h}/{s}"] = {"auc": oracle_auc(y, p), "gauc": gauc(y, p, cols["user_id"][m]),
-                                                  "logloss": logloss(y, p),
-                                                  "calibration": float(p.mean() / max(y.mean(), 1e-12))}
+            model = build_model(variant.model, dims, variant.config, with_action=has_action(spec),
+                                view_through=has_view_through(spec), weighting=cfg.weighting,
+                                supervised_heads=cfg.supervised_heads)
+            model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+            fitted = fit_model(model, cfg, train.shuffle(64, seed=seed), calibration, train, verbose=0)
+            row = {"model": name, "seed": seed, "train_seconds": fitted["train_seconds"], "note": variant.note,
+                   "train": dataclasses.asdict(cfg), "metrics": test_metrics(model, test_batches, targets, scen,
+                                                                            slices, cols["user_id"]),
+                   "edge_base_rates": fitted["edge_base_rates"],
+                   "calibration_fit": {k: fitted["calibration"].get(k) for k in
+                                       ("calibration_before", "calibration_after", "rows")}}
+            if fitted["calibration"]["fitted"]:  # the same model without its fitted calibration
+                fitted_slope, fitted_offset = model.calibration.slope.numpy(), model.calibration.offset.numpy()
+                model.calibration.slope.assign(np.ones_like(fitted_slope))
+                model.calibration.offset.assign(np.zeros_like(fitted_offset))
+                row["metrics_uncalibrated"] = test_metrics(model, test_batches, targets, scen, slices,
+                                                           cols["user_id"])
+                model.calibration.slope.assign(fitted_slope)
+                model.calibration.offset.assign(fitted_offset)
             results["runs"].append(row)
             with open(done_path, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            print(f"{name} seed {seed}: {seconds:.0f}s " + " ".join(
+            print(f"{name} seed {seed}: {fitted['train_seconds']:.0f}s " + " ".join(
                 f"{h}={row['metrics'][f'{h}/overall']['auc']:.4f}/cal {row['metrics'][f'{h}/overall']['calibration']:.2f}"
-                for h in HEADS if f"{h}/overall" in row["metrics"]),
-                flush=True)
+                for h in HEADS if f"{h}/overall" in row["metrics"]), flush=True)
     return results
 
 
@@ -304,17 +335,16 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds per model")
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds run are FIRST_SEED .. FIRST_SEED+SEEDS-1 (e.g. to add seeds to an earlier run)")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, help="override every model's default epochs")
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--learning-rate", type=float, default=0.002)
+    p.add_argument("--learning-rate", type=float, help="override every model's default learning rate")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    p.add_argument("--gradnorm", nargs="*", default=["aem2tl"], help="models trained with GradNorm (alpha 1.5)")
     p.add_argument("--no-ablations", dest="ablations", action="store_false",
                    help="skip the AEM2TL / EKTM ablation variants")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs already in OUTPUT/runs.jsonl")
     args = p.parse_args(argv)
-    args.variants = variants(args.models, args.gradnorm, args.ablations)
+    args.variants = variants(args.models, args.ablations)
     os.makedirs(args.output, exist_ok=True)
     t0 = time.time()
     paths = prepare(args)

@@ -60,6 +60,10 @@ class AEM2TLConfig(ModelConfig):
     personalized_gate: bool = True
     entire_space: bool = True
 
+    @classmethod
+    def search_space(cls):
+        return dict(super().search_space(), **{"scenario_shared_experts": (2, 4), "task_shared_experts": (1, 2)})
+
     def validate(self, source: str) -> None:
         super().validate(source)
         if self.gate_input not in ("tower", "embedding"):
@@ -93,6 +97,11 @@ class AEM2TL(MultiTaskRanker):
     @property
     def edge_names(self):
         return self.tasks_order
+
+    def edge_events(self):
+        if self.config.entire_space:
+            return super().edge_events()
+        return {"ctr": (("+click",), ()), "xcvr": (("+conversion",), ())}  # the direct heads
 
     def compose(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         if self.config.entire_space:

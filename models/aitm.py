@@ -112,6 +112,12 @@ class AITM(MultiTaskRanker):
     def edge_names(self):
         return self.funnel
 
+    def edge_events(self):
+        """The funnel tasks are entire-space events: P(click), P(click, action), P(click, conversion)."""
+        events = {"click": (("+click",), ()), "action": (("+click", "+raction"), ()),
+                  "conversion": (("+click", "+conversion"), ())}
+        return {t: events[t] for t in self.funnel}
+
     def upstream(self, task: str) -> str:
         """The task whose probability bounds ``task``'s in the calibrator."""
         if self.config.calibrator_upstream == "click":

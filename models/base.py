@@ -43,6 +43,7 @@ import tf_keras as keras
 
 from features.labels import HEAD_TARGETS, IMPRESSION_HEADS, label_key
 from models.blocks.calibration import ScenarioCalibration
+from models.blocks.edge_prior import EdgePrior
 from models.blocks.embedding import FeatureEmbedding
 from models.blocks.heads import EntireSpaceHeads
 from models.blocks.scenario import scenario_weights
@@ -106,6 +107,7 @@ class MultiTaskRanker(tfrs.models.Model):
             for h in self.supervised_heads
         }
         self.build_layers()
+        self.edge_prior = EdgePrior(self.edge_names, name="edge_prior")
         self.calibration = ScenarioCalibration(self.edge_names, self.embedding._dims.num_scenarios,
                                                name="calibration")
 
@@ -128,6 +130,49 @@ class MultiTaskRanker(tfrs.models.Model):
         """Keys of :meth:`edge_logits` (default: the edges of the entire-space heads)."""
         return self.heads.edges
 
+    def edge_events(self) -> Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]:
+        """``{edge: (event, condition)}``: what each edge predicts, as ``+role`` / ``-role`` label terms
+        (default: the entire-space edges, ``models.blocks.heads.EDGE_EVENTS``)."""
+        return self.heads.edge_events()
+
+    def edge_masks(self, batch) -> Dict[str, Tuple[tf.Tensor, tf.Tensor]]:
+        """``{edge: (event, condition)}`` boolean ``[B]`` masks of a batch's labels (:meth:`edge_events`)."""
+        events = self.edge_events()
+        roles = sorted({t[1:] for ev, cond in events.values() for t in ev + cond})
+        labels = {r: tf.reshape(tf.cast(batch[label_key(r)], tf.float32), [-1]) > 0.5 for r in roles}
+
+        def conjunction(terms, start):
+            out = start
+            for t in terms:
+                out = tf.logical_and(out, labels[t[1:]] if t[0] == "+" else tf.logical_not(labels[t[1:]]))
+            return out
+
+        out = {}
+        for e, (event, condition) in events.items():
+            cond = conjunction(condition, tf.ones_like(labels[roles[0]]))
+            out[e] = (conjunction(event, cond), cond)
+        return out
+
+    def initialize_edge_priors(self, dataset, max_rows: int = 1_000_000) -> Dict[str, float]:
+        r"""Count each edge's base rate :math:`P(event \mid condition)` on the labels of ``dataset`` (batches of
+        transformed examples, at most ``max_rows`` rows) and start the edge logits there
+        (:class:`~models.blocks.edge_prior.EdgePrior`). Returns the rates (Laplace-smoothed by 1/2)."""
+        counts = {e: [0.0, 0.0] for e in self.edge_names}
+        rows = 0
+        for batch in dataset:
+            for e, (hit, cond) in self.edge_masks(batch).items():
+                counts[e][0] += float(tf.reduce_sum(tf.cast(hit, tf.float32)))
+                counts[e][1] += float(tf.reduce_sum(tf.cast(cond, tf.float32)))
+            if not self.edge_prior.built:  # build every variable where the model lives (its strategy's scope)
+                with self.distribute_strategy.scope():
+                    self(batch, training=False)
+            rows += int(tf.shape(self.scenario_index(batch))[0])
+            if rows >= max_rows:
+                break
+        rates = {e: (k + 0.5) / (n + 1.0) for e, (k, n) in counts.items()}
+        self.edge_prior.set_base_rates(rates)
+        return rates
+
     # ----------------------------------------------------------------- subclass API
     def build_layers(self) -> None:
         """Create the model's own layers (called at the end of ``__init__``)."""
@@ -135,7 +180,7 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def edge_logits(self, embedded: Dict[str, tf.Tensor], inputs: Dict[str, tf.Tensor],
                     training=None) -> Dict[str, tf.Tensor]:
-        """Return ``{edge: logit [batch, 1]}`` for every edge in ``self.heads.edges``."""
+        """Return ``{edge: logit [batch, 1]}`` for every edge in :attr:`edge_names`."""
         raise NotImplementedError
 
     def compose(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -162,17 +207,20 @@ class MultiTaskRanker(tfrs.models.Model):
 
     # ----------------------------------------------------------------- keras API
     def call(self, inputs: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
-        embedded = self.embedding(inputs)
-        logits = self.calibration(self.edge_logits(embedded, inputs, training=training), self.scenario_index(inputs))
+        logits = self.calibration(self.uncalibrated_logits(inputs, training=training), self.scenario_index(inputs))
         composed = self.compose({e: tf.sigmoid(z) for e, z in logits.items()})
         return {k: composed[k] for k in self.output_keys}
+
+    def uncalibrated_logits(self, inputs, training=None) -> Dict[str, tf.Tensor]:
+        """``{edge: logit}`` before the calibration: the model's edge logits plus the edge priors."""
+        return self.edge_prior(self.edge_logits(self.embedding(inputs), inputs, training=training))
 
     def scenario_index(self, inputs) -> tf.Tensor:
         """The transformed scenario id ``[B]`` (S = the unknown slot)."""
         return inputs[self.embedding._dims.scenario]
 
     def calibrate(self, dataset, steps: int = 400, learning_rate: float = 0.05, prior_rows: float = 1.0,
-                  max_rows: int = 2_000_000) -> Dict:
+                  max_rows: int = 2_000_000, objective: str = "heads") -> Dict:
         r"""Fit the per-scenario Platt scaling (:class:`ScenarioCalibration`) on held-out ``dataset``.
 
         ``dataset`` yields batches of transformed examples with their labels. The edge logits are computed once
@@ -192,10 +240,14 @@ class MultiTaskRanker(tfrs.models.Model):
         """
         heads = [h for h in self.output_keys if h in IMPRESSION_HEADS]
         edges = list(self.edge_names)
-        cols: Dict[str, List] = {"scenario": [], **{f"z_{e}": [] for e in edges}, **{h: [] for h in heads}}
+        cols: Dict[str, List] = {"scenario": [], **{f"z_{e}": [] for e in edges}, **{h: [] for h in heads},
+                                 **{f"event_{e}": [] for e in edges}, **{f"cond_{e}": [] for e in edges}}
         rows = 0
         for batch in dataset:
-            logits = self.edge_logits(self.embedding(batch), batch, training=False)
+            logits = self.uncalibrated_logits(batch, training=False)
+            for e, (hit, cond) in self.edge_masks(batch).items():
+                cols[f"event_{e}"].append(tf.reshape(tf.cast(hit, tf.float32), [-1, 1]))
+                cols[f"cond_{e}"].append(tf.reshape(tf.cast(cond, tf.float32), [-1, 1]))
             for e in edges:
                 cols[f"z_{e}"].append(tf.reshape(tf.cast(logits[e], tf.float32), [-1, 1]))
             cols["scenario"].append(tf.reshape(tf.cast(self.scenario_index(batch), tf.int64), [-1]))
@@ -218,8 +270,13 @@ class MultiTaskRanker(tfrs.models.Model):
             return self.compose({e: tf.sigmoid(v) for e, v in cal.items()})
 
         def loss_fn():
-            out = head_probs(slope, offset)
-            nll = tf.add_n([tf.reduce_sum(keras.losses.binary_crossentropy(data[h], out[h])) for h in heads])
+            if objective == "edges":
+                cal = layer.apply(z, data["scenario"], slope, offset)
+                nll = tf.add_n([tf.reduce_sum(data[f"cond_{e}"] * tf.nn.sigmoid_cross_entropy_with_logits(
+                    labels=data[f"event_{e}"], logits=cal[e])) for e in edges])
+            else:
+                out = head_probs(slope, offset)
+                nll = tf.add_n([tf.reduce_sum(keras.losses.binary_crossentropy(data[h], out[h])) for h in heads])
             ridge = tf.reduce_sum(tf.square(slope - 1.0)) + tf.reduce_sum(tf.square(offset))
             return (nll + prior_rows * ridge) / n
 

@@ -29,6 +29,11 @@ class ModelConfig:
     dropout: float = 0.0
     l2: float = 0.0
 
+    @classmethod
+    def search_space(cls) -> Dict[str, Tuple]:
+        """Field -> the values the tuner tries (``models.tuning``); a model's config extends it."""
+        return {"embedding_dim": (8, 16, 32), "l2": (0.0, 1e-6), "dropout": (0.0, 0.1)}
+
     def validate(self, source: str) -> None:
         if self.embedding_dim < 1:
             raise ConfigError(f"{source}: embedding_dim must be >= 1, got {self.embedding_dim}")
@@ -56,6 +61,8 @@ class TrainConfig:
       eval_steps: batches of the eval split used for validation (None = the whole split).
       supervised_heads: heads that get a loss, e.g. ``[ctr, ctavr, xcvr]`` for AEM2TL's paper losses (None = the
         model's default set: every served head among ctr, ctavr, ctcvr, xcvr; a head the model lacks is an error).
+      base_rate_init: before training, start every edge logit at its base rate on the training labels
+        (``models.blocks.edge_prior``); skipped when the model was warm-started.
       calibrate: after training, fit the per-scenario Platt scaling of the edge logits on the eval split (held
         out from training and from the Evaluator) so that served probabilities are calibrated.
     """
@@ -69,7 +76,13 @@ class TrainConfig:
     mixed_precision: bool = False
     eval_steps: Optional[int] = None
     supervised_heads: Optional[Tuple[str, ...]] = None
+    base_rate_init: bool = True
     calibrate: bool = True
+
+    @classmethod
+    def search_space(cls) -> Dict[str, Tuple]:
+        """Field -> the values the tuner tries (``weighting``: the strategy name)."""
+        return {"learning_rate": (0.001, 0.002, 0.004), "epochs": (1, 2), "weighting": ("fixed", "gradnorm")}
 
     def validate(self, source: str) -> None:
         if self.batch_size < 1:

@@ -117,6 +117,10 @@ class EKTMConfig(ModelConfig):
     lambda_self: float = 1.0
     lambda_cal: float = 0.1
 
+    @classmethod
+    def search_space(cls):
+        return dict(super().search_space(), **{"lambda_enh": (0.0, 0.1, 0.3), "num_shared_experts": (1, 2, 4)})
+
     def validate(self, source: str) -> None:
         super().validate(source)
         if self.backbone not in ("ple", "aem2tl"):

@@ -27,6 +27,10 @@ class MMoEConfig(ModelConfig):
     num_experts: int = 4
     expert_units: Tuple[int, ...] = (128, 64)
 
+    @classmethod
+    def search_space(cls):
+        return dict(super().search_space(), **{"num_experts": (4, 8)})
+
 
 class MMoE(MultiTaskRanker):
     config_class = MMoEConfig

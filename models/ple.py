@@ -24,6 +24,10 @@ class PLEConfig(ModelConfig):
     num_specific_experts: int = 1
     expert_units: Tuple[int, ...] = (128, 64)
 
+    @classmethod
+    def search_space(cls):
+        return dict(super().search_space(), **{"num_shared_experts": (1, 2, 4)})
+
 
 class PLE(MultiTaskRanker):
     config_class = PLEConfig

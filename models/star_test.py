@@ -167,3 +167,31 @@ def test_bad_config_rejected():
         _model(star_units=3)
     with pytest.raises(ConfigError, match="norm_momentum"):
         _model(norm_momentum=1.0)
+
+
+def test_estimate_statistics_gives_population_moments_per_scenario():
+    rng = np.random.default_rng(0)
+    layer = PartitionedNormalization(3, momentum=0.99)
+    x = rng.normal(2.0, 3.0, (500, 4)).astype(np.float32)
+    idx = rng.integers(0, 3, 500)
+    idx[idx == 2] = 3  # scenario 2 never appears; 3 is the unknown slot (counted in no scenario)
+    layer(tf.constant(x[:8]), tf.constant(idx[:8]), training=False)  # build
+    before = layer.moving_mean.numpy()[2].copy()
+    batches = [(tf.constant(x[i:i + 100]), tf.constant(idx[i:i + 100])) for i in range(0, 500, 100)]
+    assert layer.estimate_statistics(batches) == 500
+    for s in (0, 1):
+        rows = x[idx == s].astype(np.float64)
+        np.testing.assert_allclose(layer.moving_mean.numpy()[s], rows.mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(layer.moving_variance.numpy()[s], rows.var(axis=0), rtol=1e-4)
+    np.testing.assert_array_equal(layer.moving_mean.numpy()[2], before)  # no sample: unchanged
+
+
+def test_star_finalize_re_estimates_statistics_from_training_batches():
+    model = _model()
+    batch = tiny_batch(64)
+    model(batch)
+    summary = model.finalize(tf.data.Dataset.from_tensors(batch).repeat(3))
+    assert summary == {"partitioned_norm_statistics_rows": 192}
+    h = model.embedding.concat(model.embedding(batch)).numpy()
+    s0 = batch["scenario"] == 0
+    np.testing.assert_allclose(model.pn.moving_mean.numpy()[0], h[s0].mean(axis=0), rtol=1e-4, atol=1e-6)

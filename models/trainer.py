@@ -27,6 +27,7 @@ and the sha256 of the repository's ``requirements.lock`` (the pinned environment
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -43,8 +44,10 @@ from features.dims import input_dims
 from features.fingerprint import file_sha256
 from features.labels import has_action, has_view_through
 from features.spec import spec_from_dict
+from models.config import to_dict
 from models.distribution import choose_strategy, set_mixed_precision, worker_role
 from models.registry import build_model, train_config
+from models.tuning import apply_hyperparameters
 from serving.signatures import export_saved_model
 
 TRAIN_SUMMARY_FILE = "train_summary.json"
@@ -83,7 +86,9 @@ def input_dataset(file_patterns: Sequence[str], tf_transform_output, batch_size:
 
     The Transform output's TFRecord files (gzipped, as Transform writes them) are listed and sorted; with
     ``shuffle`` their order is shuffled with ``seed`` and the records go through a seeded shuffle buffer
-    (``SHUFFLE_BUFFER``) after ``repeat(epochs)`` (None = forever). Then a batch of serialized records is parsed
+    (``SHUFFLE_BUFFER``) after ``repeat(epochs)`` (None = forever, for step-based training). Keras' ``fit``
+    iterates the whole dataset in every epoch, so epoch-based training passes ``epochs=1`` here and the epochs
+    to ``fit``. Then a batch of serialized records is parsed
     with one ``tf.io.parse_example`` against the transformed feature spec. That gives the same tensors as TFX's
     ``data_accessor.tf_dataset_factory`` (TFXIO) at 4.5 instead of 10.6 ms per batch of 1024, so ``run_fn`` does
     not use ``fn_args.data_accessor``. Under a multi-worker strategy each worker takes its share of every global
@@ -106,10 +111,49 @@ def input_dataset(file_patterns: Sequence[str], tf_transform_output, batch_size:
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def fit_model(model, train_cfg, train_ds, validation_ds, finalize_ds, steps_per_epoch=None, validation_steps=None,
+              callbacks=(), verbose=2, warm_started: bool = False) -> Dict[str, Any]:
+    """Train ``model`` and make it ready to serve; the one training path of the Trainer and the benchmarks.
+
+    0. with ``train_cfg.base_rate_init`` (and not ``warm_started``), start the edge logits at their base rates
+       counted on up to ``FINALIZE_BATCHES`` batches of ``finalize_ds`` (training data, in file order);
+    1. ``model.fit`` on ``train_ds`` (``train_cfg.epochs``, or one pass of ``steps_per_epoch`` steps),
+       validated on ``validation_ds``;
+    2. :meth:`~models.base.MultiTaskRanker.finalize` on up to ``FINALIZE_BATCHES`` batches of ``finalize_ds``
+       (training data with the final weights, e.g. normalization statistics);
+    3. with ``train_cfg.calibrate``, :meth:`~models.base.MultiTaskRanker.calibrate` on ``validation_ds``
+       (held out from training and from the evaluation).
+
+    Returns ``train_seconds``, ``history``, ``edge_base_rates``, ``finalize`` and ``calibration`` (``fitted``
+    False when off).
+    """
+    rates = {}
+    if train_cfg.base_rate_init and not warm_started:
+        rates = model.initialize_edge_priors(finalize_ds.take(FINALIZE_BATCHES))
+    t0 = time.time()
+    history = model.fit(train_ds, epochs=1 if steps_per_epoch else train_cfg.epochs, steps_per_epoch=steps_per_epoch,
+                        validation_data=validation_ds, validation_steps=validation_steps, callbacks=list(callbacks),
+                        verbose=verbose)
+    train_seconds = time.time() - t0
+    finalized = model.finalize(finalize_ds.take(FINALIZE_BATCHES))
+    calibration: Dict[str, Any] = {"fitted": False}
+    if train_cfg.calibrate:
+        held_out = validation_ds.take(validation_steps) if validation_steps else validation_ds
+        calibration = dict(model.calibrate(held_out), fitted=True)
+    return {"train_seconds": train_seconds, "edge_base_rates": rates,
+            "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+            "finalize": finalized, "calibration": calibration}
+
+
 def run_fn(fn_args) -> None:
     """Train and export. Called by the TFX Trainer (GenericExecutor)."""
-    cc: Dict[str, Any] = fn_args.custom_config or {}
+    cc: Dict[str, Any] = dict(fn_args.custom_config or {})
     spec = spec_from_dict(cc["spec"], source="Trainer custom_config['spec']")
+    tuned = (getattr(fn_args, "hyperparameters", None) or {}).get("values", {})
+    if tuned:  # the Tuner's best point (msmt run --tune)
+        cc["model_config"], cc["train"] = apply_hyperparameters(tuned, cc.get("model_config") or {},
+                                                                cc.get("train") or {})
+        print(f"Trainer: tuned hyperparameters {tuned}", flush=True)
     train_cfg = train_config(cc.get("model", "shared_bottom"), cc.get("train"),
                              source="Trainer custom_config['train']")
     strategy = choose_strategy(train_cfg.distribution)  # first: multi-worker collectives are set up at start
@@ -122,7 +166,7 @@ def run_fn(fn_args) -> None:
     train_steps = fn_args.train_steps or None
     eval_steps = fn_args.eval_steps or train_cfg.eval_steps
     train_ds = input_dataset(fn_args.train_files, tf_transform_output, train_cfg.batch_size, True,
-                             None if train_steps else train_cfg.epochs, train_cfg.seed)
+                             None if train_steps else 1, train_cfg.seed)  # fit() makes the epochs
     eval_ds = input_dataset(fn_args.eval_files, tf_transform_output, train_cfg.batch_size, False, 1,
                             train_cfg.seed)
 
@@ -140,19 +184,16 @@ def run_fn(fn_args) -> None:
     log_dir = fn_args.model_run_dir if is_chief else os.path.join(fn_args.model_run_dir,
                                                                    f"worker-{task_type}-{task_id}")
     callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=100)]
-    t0 = time.time()
-    history = model.fit(train_ds, epochs=1 if train_steps else train_cfg.epochs, steps_per_epoch=train_steps,
-                        validation_data=eval_ds, validation_steps=eval_steps, callbacks=callbacks, verbose=2)
-    train_seconds = time.time() - t0
-    finalized = model.finalize(input_dataset(fn_args.train_files, tf_transform_output, train_cfg.batch_size, False, 1,
-                                             train_cfg.seed).take(FINALIZE_BATCHES))
-    calibration = {"fitted": False}
-    if train_cfg.calibrate:
-        # Held-out data the Evaluator never sees: the Trainer's eval split (ExampleGen's "calibration" split).
-        calibration = dict(model.calibrate(eval_ds.take(eval_steps) if eval_steps else eval_ds), fitted=True)
+    fitted = fit_model(model, train_cfg, train_ds, eval_ds,
+                       input_dataset(fn_args.train_files, tf_transform_output, train_cfg.batch_size, False, 1,
+                                     train_cfg.seed),
+                       steps_per_epoch=train_steps, validation_steps=eval_steps, callbacks=callbacks,
+                       warm_started=warm.startswith("warm-started"))
+    if fitted["calibration"]["fitted"]:
+        cal = fitted["calibration"]
         print("Trainer calibration (mean prediction / mean label on the calibration split): "
-              + ", ".join(f"{h} {calibration['calibration_before'][h]:.3f} -> {calibration['calibration_after'][h]:.3f}"
-                          for h in calibration["heads"]), flush=True)
+              + ", ".join(f"{h} {cal['calibration_before'][h]:.3f} -> {cal['calibration_after'][h]:.3f}"
+                          for h in cal["heads"]), flush=True)
     # The serving graph's Transform layer is created at export: under mixed_float16 it would cast the raw
     # float32 features to float16. The trained layers keep the policy they were built with.
     set_mixed_precision(False)
@@ -166,14 +207,18 @@ def run_fn(fn_args) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
     summary = {
         "model": cc.get("model", "shared_bottom"),
-        "train_seconds": train_seconds,
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "train_seconds": fitted["train_seconds"],
+        "history": fitted["history"],
         "steps": int(model.optimizer.iterations.numpy()),
         "input_dims": dims.to_dict(),
         "outputs": list(model.output_keys),
         "supervised_heads": list(model.supervised_heads),
-        "finalize": finalized,
-        "calibration": calibration,
+        "model_config": to_dict(model.config),
+        "train_config": dataclasses.asdict(train_cfg),
+        "tuned_hyperparameters": tuned,
+        "edge_base_rates": fitted["edge_base_rates"],
+        "finalize": fitted["finalize"],
+        "calibration": fitted["calibration"],
         "warm_start": warm,
         "seed": train_cfg.seed,
         "deterministic": True,

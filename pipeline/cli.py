@@ -71,7 +71,8 @@ def _pipeline_config(args):
     return PipelineConfig(data=args.data, spec=args.spec, output=args.output, model=args.model,
                           model_config=model_config, train=train, min_auc=args.min_auc, blessing=blessing,
                           span=getattr(args, "span", None), eval_split=args.eval_split,
-                          train_spans=args.train_spans, warm_start=getattr(args, "warm_start", False),
+                          train_spans=args.train_spans, tune=args.tune, max_trials=args.max_trials,
+                          warm_start=getattr(args, "warm_start", False),
                           bulk_inference=getattr(args, "bulk_inference", False),
                           beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
                           enable_cache=not args.no_cache,
@@ -246,6 +247,13 @@ def _add_run_options(p) -> None:
                    help="blessing: largest tolerated AUC drop against the last blessed model (default 0.01)")
     p.add_argument("--blessing", help="YAML file with blessing thresholds per head and scenario "
                                       "(keys of pipeline.eval_config.BlessingConfig)")
+    p.add_argument("--tune", action="store_true",
+                   help="add TFX's Tuner before the Trainer: KerasTuner random search over the model's search space "
+                        "(learning rate, epochs, loss weighting, embedding size, L2, dropout, model-specific sizes; "
+                        "keys set in --model-config / --train-config stay fixed), scored by the normalized "
+                        "cross-entropy of the served heads on held-out training-span data; the Trainer trains "
+                        "with the best point")
+    p.add_argument("--max-trials", type=int, default=8, help="--tune: trials of the search (default 8)")
     p.add_argument("--warm-start", action="store_true",
                    help="initialise the model from the last blessed model (same model, config and table sizes)")
     p.add_argument("--bulk-inference", action="store_true",

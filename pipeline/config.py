@@ -41,6 +41,8 @@ class PipelineConfig:
       min_auc: blessing threshold on the gated heads' overall AUC (shorthand for ``blessing.min_auc``).
       blessing: ``pipeline.eval_config.BlessingConfig`` keys: absolute thresholds and the tolerated AUC drop
         against the last blessed model, per head and scenario.
+      tune: add TFX's Tuner before the Trainer: a KerasTuner random search over the model's search space
+        (``models.tuning``), ``max_trials`` trials; the Trainer trains with the best point.
       warm_start: initialise the Trainer from the last blessed model's weights (same model and config).
       bulk_inference: add a BulkInferrer that scores the eval split with a blessed model.
       beam_args: Beam pipeline args (DirectRunner by default; Flink/Spark/Dataflow options pass through).
@@ -69,6 +71,8 @@ class PipelineConfig:
     span: Optional[str] = None
     min_auc: float = 0.5
     blessing: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    tune: bool = False
+    max_trials: int = 8
     warm_start: bool = False
     bulk_inference: bool = False
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
@@ -157,6 +161,8 @@ class PipelineConfig:
                                       + (f" for span {self.span}" if self.span_number is not None else ""))
         if self.eval_split not in EVAL_SPLIT_MODES:
             raise PipelineConfigError(f"--eval-split {self.eval_split}: use one of {', '.join(EVAL_SPLIT_MODES)}")
+        if self.max_trials < 1:
+            raise PipelineConfigError(f"--max-trials {self.max_trials}: must be >= 1")
         if self.train_spans is not None and self.train_spans < 1:
             raise PipelineConfigError(f"--train-spans {self.train_spans}: must be >= 1")
         if not 0.0 < self.eval_fraction < 1.0:

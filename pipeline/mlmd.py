@@ -75,10 +75,18 @@ def artifact_spans(store, type_name: str, uri_prefix: str) -> Set[int]:
     for a in store.get_artifacts_by_type(type_name):
         if not a.uri.startswith(prefix) or a.state != metadata_store_pb2.Artifact.LIVE:
             continue
-        span = a.properties["span"].int_value if "span" in a.properties else custom_property(a, "span")
+        span = artifact_span(a)
         if span is not None:
             out.add(int(span))
     return out
+
+
+def artifact_span(artifact) -> Optional[int]:
+    """The span of an artifact: a property (Transform, StatisticsGen outputs) or a custom property (ExampleGen)."""
+    if "span" in artifact.properties:
+        return int(artifact.properties["span"].int_value)
+    span = custom_property(artifact, "span")
+    return None if span is None else int(span)
 
 
 def custom_property(artifact, name: str) -> Optional[object]:

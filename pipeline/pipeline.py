@@ -31,10 +31,11 @@ from pipeline.deterministic_transform import DeterministicTransform
 from pipeline.eval_config import build_eval_config, evaluated_heads
 from pipeline.evaluator import GatedEvaluator, gating_parameters
 from pipeline.pusher import ServingPusher
-from pipeline.spans import CALIBRATION_SPLIT, training_spans_resolver
+from pipeline.spans import CALIBRATION_SPLIT, EVAL_SPLIT, TRAIN_SPLIT, training_spans_resolver
 
 PREPROCESSING_FN = "features.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
+TUNER_FN = "models.tuning.tuner_fn"
 COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
                    "Evaluator", "Pusher")
 RESOLVER_ID = "latest_blessed_model_resolver"
@@ -108,16 +109,26 @@ def create_components(config: PipelineConfig) -> List:
         preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()}).with_id("Transform")
     transform.add_upstream_node(example_validator)  # anomalies stop the run before Transform and Trainer
     resolver = _latest_blessed_model_resolver()
+    trainer_config = {"spec": spec.to_dict(), "model": config.model, "model_config": config.model_config,
+                      "train": config.train, "warm_start": config.warm_start}
+    tuner = []
+    if config.tune:  # held-out score: the training spans' eval split (next-span) or the calibration split
+        tuner = [tfx.components.Tuner(
+            tuner_fn=TUNER_FN, examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT if plan.next_span else CALIBRATION_SPLIT]),
+            custom_config=dict(trainer_config, max_trials=config.max_trials))]
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        hyperparameters=tuner[0].outputs["best_hyperparameters"] if tuner else None,
         base_model=resolver.outputs["model"] if config.warm_start else None,
         train_args=tfx.proto.TrainArgs(splits=plan.trainer_train_splits),
         eval_args=tfx.proto.EvalArgs(splits=[CALIBRATION_SPLIT]),
-        custom_config={"spec": spec.to_dict(), "model": config.model, "model_config": config.model_config,
-                       "train": config.train, "warm_start": config.warm_start})
+        custom_config=trainer_config)
     outputs = config.model_outputs()
     blessing = config.blessing_config()
     evaluator = GatedEvaluator(
@@ -131,7 +142,7 @@ def create_components(config: PipelineConfig) -> List:
         examples=example_gen.outputs["examples"], serving_root=config.serving_dir,
         model_name=config.serving_model_name).with_id("Pusher")
     components = [example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator,
-                  *span_resolver, transform, resolver, trainer, evaluator, pusher]
+                  *span_resolver, transform, resolver, *tuner, trainer, evaluator, pusher]
     if config.bulk_inference:
         components.append(tfx.components.BulkInferrer(
             examples=example_gen.outputs["examples"], model=trainer.outputs["model"],

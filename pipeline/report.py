@@ -530,6 +530,8 @@ def blessing_failures(val) -> List[Tuple[str, str, str, str, str]]:
 
 
 def _blessing_section(ev: Evaluation) -> List[str]:
+    from pipeline.evaluator import read_gating
+
     ref, val = ev.ref, ev.validation
     if ref.blessed is True:
         verdict = "**BLESSED**"
@@ -557,6 +559,13 @@ def _blessing_section(ev: Evaluation) -> List[str]:
     if val is not None and val.missing_slices:
         lines += ["Gated slices with no examples in the evaluation data (a missing slice fails the blessing): "
                   + ", ".join(_slicing_spec_label(s) for s in val.missing_slices), ""]
+    gating = read_gating(ref.eval_uri)
+    if gating.get("not_gated"):
+        lines += [f"Not gated: slices with fewer than {gating['min_positives']} positives of the head in the evaluation "
+                  f"data (their AUC or calibration cannot be judged; the overall AUC is always gated):", "",
+                  "| head | slice | metric | positives |", "|---|---|---|---:|"]
+        lines += [f"| {r['head']} | {r['slice']} | {r['metric']} | {r['positives']} |" for r in gating["not_gated"]]
+        lines += [""]
     configured = _configured_thresholds(ev)
     if configured:
         lines += ["Thresholds checked:", "", "| head | slices | condition |", "|---|---|---|"]

@@ -71,3 +71,60 @@ def test_span_option_is_validated(tmp_path):
     plain = os.path.join(str(tmp_path), "logs", "span-0", "impressions.csv")
     with pytest.raises(PipelineConfigError, match=r"needs a \{SPAN\}"):
         PipelineConfig(data=plain, spec="synthetic", output=str(tmp_path / "o"), span="0").validate()
+
+
+# ----------------------------------------------------------------------------- next-span plan
+def _touch(root, *relative):
+    for rel in relative:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+
+
+def test_available_spans_reads_the_number_at_the_span_token(tmp_path):
+    from pipeline.spans import available_spans
+
+    _touch(tmp_path, "logs/span-0/a.csv", "logs/span-2/a.csv", "logs/span-10/b.csv", "logs/span-x/a.csv",
+           "logs/span-3/a.txt", "logs/day-4/a.csv")
+    assert available_spans(str(tmp_path / "logs" / "span-{SPAN}" / "*.csv")) == [0, 2, 10]
+    assert available_spans(str(tmp_path / "logs" / "span-{SPAN}" / "[a]*.csv")) == [0, 2]
+
+
+def test_plan_trains_on_earlier_spans_and_evaluates_the_latest_or_the_chosen_one(tmp_path):
+    from pipeline.spans import plan_spans
+
+    _touch(tmp_path, *(f"logs/span-{s}/impressions.csv" for s in (0, 1, 2, 3)))
+    data = str(tmp_path / "logs" / "span-{SPAN}" / "impressions.csv")
+    plan = plan_spans(data, "next-span", None, None)
+    assert (plan.mode, plan.eval_span, plan.train_spans) == ("next-span", 3, (0, 1, 2))
+    assert plan.trainer_train_splits == ["train", "eval"]
+    assert plan.evaluator_splits == ["train", "calibration", "eval"]
+    assert plan_spans(data, "next-span", 2, None).train_spans == (0, 1)
+    assert plan_spans(data, "next-span", None, 2).train_spans == (1, 2)  # --train-spans 2
+    first = plan_spans(data, "next-span", 0, None)
+    assert first.mode == "hash" and first.eval_span == 0 and "no span before span 0" in first.note
+    hashed = plan_spans(data, "hash", None, None)
+    assert hashed.mode == "hash" and hashed.evaluator_splits == ["eval"] and hashed.trainer_train_splits == ["train"]
+    plain = plan_spans(str(tmp_path / "logs" / "span-*" / "impressions.csv"), "next-span", None, None)
+    assert plain.mode == "hash" and "no {SPAN}" in plain.note
+
+
+class _Artifact:
+    def __init__(self, id_, span, version=None):
+        self.id, self._span, self._version = id_, span, version
+
+    def get_string_custom_property(self, name):
+        return ""
+
+    def get_int_custom_property(self, name):
+        return {"span": self._span, "version": self._version or 0}[name]
+
+    def has_custom_property(self, name):
+        return name == "span" or (name == "version" and self._version is not None)
+
+
+def test_newest_per_span_keeps_one_artifact_per_span():
+    from pipeline.spans import newest_per_span
+
+    arts = [_Artifact(7, 2), _Artifact(3, 1), _Artifact(9, 2), _Artifact(4, 1, version=2), _Artifact(11, 1, 1)]
+    assert [a.id for a in newest_per_span(arts)] == [9, 4]  # span 2: newest id; span 1: highest version

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import run_cli, synthetic_data
 
 
 @pytest.fixture(scope="session")
@@ -13,7 +13,7 @@ def synthetic_run(tmp_path_factory):
                    "--output", str(data)])
     assert gen.returncode == 0, gen.stderr[-3000:]
     out = root / "run"
-    proc = run_cli(["run", "--data", str(data / "span-*" / "impressions.csv"), "--spec", "synthetic",
+    proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic",
                     "--output", str(out), "--epochs", "4", "--batch-size", "256"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return root, out, proc.stdout

@@ -23,7 +23,7 @@ import time
 
 from pipeline import mlmd
 from pipeline.pipeline import COMPONENT_ORDER
-from tests.helpers import REPO_ROOT, child_env, run_cli, run_python
+from tests.helpers import REPO_ROOT, child_env, run_cli, run_python, synthetic_data
 
 LOAD_CHILD = r"""
 import glob, json, sys
@@ -36,7 +36,7 @@ json.dump({"ctr": out["ctr"].numpy().tolist()}, open(sys.argv[1], "w"))
 
 
 def _args(root, out):
-    return ["run", "--data", str(root / "data" / "span-*" / "impressions.csv"), "--spec", "synthetic",
+    return ["run", "--data", synthetic_data(root), "--spec", "synthetic",
             "--output", str(out), "--epochs", "4", "--batch-size", "256", "--learning-rate", "0.0017",
             "--max-auc-drop", "1.0"]
 

@@ -44,6 +44,12 @@ def run_cli(args: List[str], timeout: int = 1500) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=timeout)
 
 
+def synthetic_data(root) -> str:
+    """The ``--data`` pattern of the session's synthetic logs (``synthetic_run``): one directory per daily span,
+    so a run trains on the earlier spans and evaluates on the latest (next-span evaluation)."""
+    return os.path.join(str(root), "data", "span-{SPAN}", "impressions.csv")
+
+
 def newest_pushed_version(out) -> str:
     """The newest version directory the pipeline run at ``out`` pushed (``out/serving/msmt/<version>``)."""
     import glob

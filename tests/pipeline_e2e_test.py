@@ -1,7 +1,9 @@
-"""End to end: `msmt run` on ~8k synthetic impressions and on the Ali-CCP sample.
+"""End to end: `msmt run` on ~8k synthetic impressions in 3 daily spans and on the Ali-CCP sample.
 
-Checks an MLMD execution for every component, then loads the pushed SavedModel in a fresh process and
-calls ``serving_default`` on real serialized tf.Examples from the run's eval split.
+Checks an MLMD execution for every component, that the model trained on the earlier spans and was evaluated on
+the latest, then loads the pushed SavedModel in a fresh process and calls ``serving_default`` on real serialized
+tf.Examples. Later tests rerun the pipeline in the same run directory (cached upstream) with other models and
+candidates that the gate must refuse.
 """
 
 import glob
@@ -13,7 +15,7 @@ import pytest
 
 from pipeline import mlmd
 from pipeline.pipeline import COMPONENT_ORDER
-from tests.helpers import SHARED_DATA, run_cli, run_python
+from tests.helpers import SHARED_DATA, run_cli, run_python, synthetic_data
 
 SERVE_CHILD = r"""
 import glob, json, os, sys
@@ -68,6 +70,25 @@ def test_every_component_executed_in_mlmd(synthetic_run):
     assert all(s == "COMPLETE" for s in states.values()), states
 
 
+def test_trains_on_the_earlier_spans_and_evaluates_the_latest(synthetic_run):
+    _, out, stdout = synthetic_run
+    assert "next-span evaluation: trains on span(s) 0, 1, evaluates and gates on span 2" in stdout
+    assert "reading training span 0" in stdout and "reading training span 1" in stdout
+    _, runs = _pipeline_states(str(out))
+    assert sorted(mlmd.artifact_span(a) for a in _component(runs, "Transform").inputs["examples"]) == [0, 1]
+    assert len(_component(runs, "Trainer").inputs["examples"]) == 2  # Transform's output of each training span
+    (evaluated,) = _component(runs, "Evaluator").inputs["examples"]
+    assert mlmd.artifact_span(evaluated) == 2
+    evaluation = _component(runs, "Evaluator").outputs["evaluation"][0].uri
+    with open(os.path.join(evaluation, "gating.json")) as fh:
+        gating = json.load(fh)
+    assert gating["splits"] == ["train", "calibration", "eval"]  # the whole evaluated span
+    with open(os.path.join(_component(runs, "Trainer").outputs["model_run"][0].uri, "train_summary.json")) as fh:
+        summary = json.load(fh)
+    assert summary["calibration"]["fitted"] and summary["calibration"]["rows"] > 0
+    assert summary["supervised_heads"] == ["ctr", "ctavr", "ctcvr", "xcvr"]
+
+
 def test_progress_and_summary_printed(synthetic_run):
     _, out, stdout = synthetic_run
     for c in COMPONENT_ORDER:
@@ -113,7 +134,7 @@ def test_unchanged_rerun_trains_nothing_and_publishes_no_new_version(synthetic_r
     now gives it the model itself as baseline) and the Pusher sees the model is already served."""
     root, out, _ = synthetic_run
     before = _versions(out)
-    proc = run_cli(["run", "--data", str(root / "data" / "span-*" / "impressions.csv"), "--spec", "synthetic",
+    proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic",
                     "--output", str(out), "--epochs", "4", "--batch-size", "256"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     _, runs = _pipeline_states(str(out))
@@ -152,7 +173,7 @@ def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, tmp_path)
     cfg.write_text("embedding_dim: 8\nscenario_expert_units: [32]\ntask_expert_units: [16]\ntower_units: [16]\n")
     train = tmp_path / "train.yaml"
     train.write_text("weighting: {strategy: gradnorm, alpha: 1.5}\n")
-    proc = run_cli(["run", "--data", str(root / "data" / "span-*" / "impressions.csv"), "--spec", "synthetic",
+    proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic",
                     "--output", str(out), "--model", "aem2tl", "--model-config", str(cfg), "--train-config",
                     str(train), "--epochs", "2", "--batch-size", "256", "--max-auc-drop", "1.0", "--warm-start",
                     "--bulk-inference"])
@@ -189,7 +210,7 @@ def test_worse_model_is_not_blessed_and_the_served_version_stays(synthetic_run, 
     root, out, _ = synthetic_run
     before = _versions(out)
     served = out / "serving" / "msmt" / before[-1]
-    proc = run_cli(["run", "--data", str(root / "data" / "span-*" / "impressions.csv"), "--spec", "synthetic",
+    proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic",
                     "--output", str(out), "--epochs", "1", "--batch-size", "256", "--learning-rate", "1e-9",
                     "--min-auc", "0.0", "--max-auc-drop", "0.01"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -212,8 +233,67 @@ def test_worse_model_is_not_blessed_and_the_served_version_stays(synthetic_run, 
 VALIDATION_CHILD = r"""
 import json, sys
 import tensorflow_model_analysis as tfma
+from pipeline.report import blessing_failures
 result = tfma.load_validation_result(sys.argv[2])
 failures = [str(f).replace("\n", " ") for slice_failure in result.metric_validations_per_slice
             for f in slice_failure.failures]
-json.dump({"ok": bool(result.validation_ok), "failures": failures}, open(sys.argv[1], "w"))
+failed = [(head, where, threshold) for head, where, threshold, _, _ in blessing_failures(result)]
+json.dump({"ok": bool(result.validation_ok), "failures": failures, "failed": failed}, open(sys.argv[1], "w"))
 """
+
+
+def test_candidate_with_untrained_conversion_heads_is_not_blessed_although_ctr_holds(synthetic_run, tmp_path):
+    """A candidate trained on the click label only (its ctr is as good as ever; its ctavr, ctcvr and xcvr come
+    from untrained edges, uncalibrated) must not be pushed: the gate covers every served head. The report and
+    the CLI name the failing heads."""
+    root, out, _ = synthetic_run
+    before = _versions(out)
+    train = tmp_path / "train.yaml"
+    train.write_text("supervised_heads: [ctr]\ncalibrate: false\n")
+    blessing = tmp_path / "blessing.yaml"
+    blessing.write_text("min_positives: 10\n")  # the test's eval span is small: judge calibration anyway
+    proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic", "--output", str(out),
+                    "--epochs", "4", "--batch-size", "256", "--train-config", str(train), "--blessing", str(blessing)])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "not pushed (model not blessed)" in proc.stdout
+    _, runs = _pipeline_states(str(out))
+    evaluator = _component(runs, "Evaluator")
+    assert mlmd.custom_property(evaluator.outputs["blessing"][0], "blessed") == 0
+    validation = run_python(VALIDATION_CHILD, str(tmp_path / "validation.json"),
+                            [evaluator.outputs["evaluation"][0].uri])
+    overall = {(head, threshold.split(" ")[0]) for head, where, threshold in validation["failed"] if where == "overall"}
+    assert ("ctcvr", "calibration") in overall and ("xcvr", "calibration") in overall, validation["failed"]
+    assert not any(head == "ctr" for head, _ in overall), validation["failed"]  # ctr holds
+    assert "not blessed: ctcvr / " in proc.stdout
+    with open(out / "report" / "report.md") as fh:
+        report = fh.read()
+    assert "NOT BLESSED" in report and "| ctcvr |" in report
+    assert _versions(out) == before
+
+
+def test_model_with_fewer_heads_runs_and_is_evaluated_on_its_own_heads(synthetic_run, tmp_path):
+    """ESMM has no action edge and no view-through edge: on this spec (view-through conversions) it serves ctr,
+    cvr and ctcvr only. The Evaluator evaluates and gates exactly ctr and ctcvr."""
+    root, out, _ = synthetic_run
+    proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic", "--output", str(out),
+                    "--model", "esmm", "--epochs", "4", "--batch-size", "256", "--max-auc-drop", "1.0",
+                    "--blessing", str(_write(tmp_path / "b.yaml", "min_calibration: null\nmax_calibration: null\n"))])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    _, runs = _pipeline_states(str(out))
+    with open(os.path.join(_component(runs, "Trainer").outputs["model_run"][0].uri, "train_summary.json")) as fh:
+        summary = json.load(fh)
+    assert summary["outputs"] == ["ctr", "cvr", "ctcvr"] and summary["supervised_heads"] == ["ctr", "ctcvr"]
+    evaluation = _component(runs, "Evaluator").outputs["evaluation"][0].uri
+    from pipeline.results import read_tfma_metrics
+    assert {h for h, _ in read_tfma_metrics(evaluation)} == {"ctr", "ctcvr"}
+    with open(os.path.join(evaluation, "gating.json")) as fh:
+        assert set(h.split("/")[0] for h in json.load(fh)["positives"]) == {"ctr", "ctcvr"}
+    assert "pushed model: " + str(out / "serving" / "msmt") in proc.stdout
+    res = _serve(tmp_path, os.path.join(str(out / "serving" / "msmt"), _versions(out)[-1]),
+                 _component(runs, "ExampleGen").outputs["examples"][0].uri)
+    assert set(res["outputs"]) == {"ctr", "cvr", "ctcvr"}
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

@@ -35,6 +35,16 @@ import tf_keras as keras
 BASE_EDGES = ("click", "conv_click", "conv_unclick")
 ACTION_EDGES = ("action", "conv_action")
 
+# Edge -> (event, condition) as label roles that must be 1 (+role) or 0 (-role): the edge's base rate is
+# P(event | condition) over the training impressions (used to start each edge logit at it).
+EDGE_EVENTS = {
+    "click": (("+click",), ()),
+    "conv_click": (("+conversion",), ("+click", "-raction")),  # without action edges: ("+click",)
+    "conv_unclick": (("+conversion",), ("-click",)),
+    "action": (("+raction",), ("+click",)),
+    "conv_action": (("+conversion",), ("+click", "+raction")),
+}
+
 
 @keras.utils.register_keras_serializable(package="msmt")
 class EntireSpaceHeads(keras.layers.Layer):
@@ -49,6 +59,13 @@ class EntireSpaceHeads(keras.layers.Layer):
     def edges(self):
         base = BASE_EDGES if self.with_unclick else tuple(e for e in BASE_EDGES if e != "conv_unclick")
         return base + (ACTION_EDGES if self.with_action else ())
+
+    def edge_events(self):
+        """``{edge: (event, condition)}`` of this composition's edges (:data:`EDGE_EVENTS`)."""
+        out = {e: EDGE_EVENTS[e] for e in self.edges}
+        if not self.with_action:
+            out["conv_click"] = (("+conversion",), ("+click",))
+        return out
 
     @staticmethod
     def keys_for(with_action: bool):
