@@ -147,6 +147,33 @@ def test_metrics(model, test_batches, targets, scen, slices, users) -> Dict:
     return out
 
 
+def tune(args, spec, dims, dataset) -> Dict:
+    """Every model gets the same search (``--max-trials`` random-search trials, ``models.tuning``): trials train
+    on the training spans' ``train`` split and are scored (and calibrated) on their ``eval`` split, never on
+    the test span. Results are kept in ``OUTPUT/tuning.json`` (resumed per model)."""
+    from models.tuning import search
+
+    path = os.path.join(args.output, "tuning.json")
+    done = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            done = json.load(fh)
+    train, held_out = dataset(["train"]), dataset(["eval"])
+    for name in dict.fromkeys(v.model for v in args.variants.values()):
+        if name in done or args.report_only:
+            continue
+        t0 = time.time()
+        result = search(name, spec, dims, lambda cfg: train.shuffle(64, seed=0), held_out, train,
+                        max_trials=args.max_trials, seed=0, directory=os.path.join(args.output, "tuning"),
+                        log=lambda m: print(m, flush=True))
+        done[name] = dict(result, seconds=time.time() - t0)
+        print(f"tuned {name}: {result['values']} (NE {result['objective']:.5f}, {done[name]['seconds']:.0f}s)",
+              flush=True)
+        with open(path, "w") as fh:
+            json.dump(done, fh, indent=1)
+    return done
+
+
 def _split_files(examples_dir: str, splits: Sequence[str]) -> List[str]:
     return sorted(f for split in splits for f in glob.glob(os.path.join(examples_dir, f"Split-{split}", "*")))
 
@@ -161,6 +188,7 @@ def evaluate(args, paths) -> Dict:
     from features.spec import resolve_spec
     from models.registry import build_model, train_config
     from models.trainer import fit_model
+    from models.tuning import apply_hyperparameters
 
     spec = resolve_spec("synthetic")
     tfo = tft.TFTransformOutput(paths["transform"])
@@ -206,6 +234,7 @@ def evaluate(args, paths) -> Dict:
                 done[(r["model"], r["seed"])] = r
     overrides = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
                                    ("batch_size", args.batch_size)) if v is not None}
+    results["tuning"] = tune(args, spec, dims, dataset) if args.tune else {}
     # seeds outermost: a run cut short still has every model for its first seeds
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, variant in args.variants.items():
@@ -214,9 +243,11 @@ def evaluate(args, paths) -> Dict:
                 continue
             if args.report_only:
                 continue
-            cfg = train_config(variant.model, dict(variant.train, seed=seed, **overrides))
+            model_cfg, train_keys = apply_hyperparameters(
+                results["tuning"].get(variant.model, {}).get("values", {}), variant.config, variant.train)
+            cfg = train_config(variant.model, dict(train_keys, seed=seed, **overrides))
             keras.utils.set_random_seed(seed)
-            model = build_model(variant.model, dims, variant.config, with_action=has_action(spec),
+            model = build_model(variant.model, dims, model_cfg, with_action=has_action(spec),
                                 view_through=has_view_through(spec), weighting=cfg.weighting,
                                 supervised_heads=cfg.supervised_heads)
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
@@ -242,6 +273,80 @@ def evaluate(args, paths) -> Dict:
                 f"{h}={row['metrics'][f'{h}/overall']['auc']:.4f}/cal {row['metrics'][f'{h}/overall']['calibration']:.2f}"
                 for h in HEADS if f"{h}/overall" in row["metrics"]), flush=True)
     return results
+
+
+FLAGSHIPS = ("aem2tl", "ektm")
+MIN_POSITIVES = 200  # the calibration target is checked on slices with at least this many positives
+
+
+def calibration_section(results: Dict, models: Sequence[str], stat) -> List[str]:
+    """Calibration (mean prediction / mean label) on the test span: overall and the scenarios with enough
+    positives, with and without the fitted calibration."""
+    lines = ["", f"## Calibration on the test span (mean prediction / mean label, mean over seeds; scenarios with "
+             f">= {MIN_POSITIVES} positives)", "",
+             "| model | " + " | ".join(f"{h} overall | {h} scenarios (min..max)" for h in HEADS) + " |",
+             "|---" * (1 + 2 * len(HEADS)) + "|"]
+    for m in models:
+        cells = []
+        for h in HEADS:
+            overall, _ = stat(m, f"{h}/overall", "calibration")
+            scen = [stat(m, k, "calibration")[0] for k, n in results.get("positives", {}).items()
+                    if k.startswith(h + "/") and not k.endswith("/overall") and n >= MIN_POSITIVES]
+            scen = [v for v in scen if not np.isnan(v)]
+            cells.append("- | -" if np.isnan(overall) else
+                         f"{overall:.3f} | {min(scen):.3f}..{max(scen):.3f}" if scen else f"{overall:.3f} | -")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    unc = [r for r in results["runs"] if r.get("metrics_uncalibrated") and r["model"] in models]
+    if unc:
+        lines += ["", "Without the fitted calibration (the same models, calibration layer at identity), overall:", "",
+                  "| model | " + " | ".join(HEADS) + " |", "|---" * (1 + len(HEADS)) + "|"]
+        for m in models:
+            vals = []
+            for h in HEADS:
+                v = [r["metrics_uncalibrated"][f"{h}/overall"]["calibration"] for r in unc
+                     if r["model"] == m and f"{h}/overall" in r["metrics_uncalibrated"]]
+                vals.append(f"{np.mean(v):.3f}" if v else "-")
+            lines.append(f"| {m} | " + " | ".join(vals) + " |")
+    return lines
+
+
+def significance_section(runs: List[Dict], models: Sequence[str]) -> List[str]:
+    """Paired t-test (over seeds) of each flagship against the best baseline per head (AEM2TL's protocol)."""
+    from scipy import stats
+
+    def per_seed(model, key):
+        return {r["seed"]: r["metrics"][key]["auc"] for r in runs if r["model"] == model and key in r["metrics"]}
+
+    lines = ["", "## Flagships vs the best baseline per head (overall AUC; paired t-test over seeds)", "",
+             "| head | best baseline | its AUC | model | AUC | diff | p-value | seeds |", "|---|---|---|---|---|---|---|---|"]
+    for h in HEADS:
+        key = f"{h}/overall"
+        baselines = {m: per_seed(m, key) for m in models if m not in FLAGSHIPS}
+        baselines = {m: v for m, v in baselines.items() if v}
+        if not baselines:
+            continue
+        best = max(baselines, key=lambda m: np.mean(list(baselines[m].values())))
+        for f in FLAGSHIPS:
+            mine = per_seed(f, key)
+            seeds = sorted(set(mine) & set(baselines[best]))
+            if not seeds:
+                continue
+            a = np.array([mine[s] for s in seeds])
+            b = np.array([baselines[best][s] for s in seeds])
+            p = float(stats.ttest_rel(a, b).pvalue) if len(seeds) > 1 and np.any(a != b) else float("nan")
+            lines.append(f"| {h} | {best} | {b.mean():.4f} | {f} | {a.mean():.4f} | {a.mean() - b.mean():+.4f} | "
+                         f"{p:.3g} | {len(seeds)} |")
+    return lines
+
+
+def tuning_section(tuning: Dict) -> List[str]:
+    if not tuning:
+        return []
+    lines = ["", "## Tuning (random search, same number of trials per model; held-out NE of the served heads)", "",
+             "| model | best point | NE | trials | seconds |", "|---|---|---|---|---|"]
+    for m, t in tuning.items():
+        lines.append(f"| {m} | {t['values']} | {t['objective']:.5f} | {len(t['trials'])} | {t.get('seconds', 0):.0f} |")
+    return lines
 
 
 def report(results: Dict, out: str) -> str:
@@ -286,6 +391,9 @@ def report(results: Dict, out: str) -> str:
             ll, _ = stat(m, k, "logloss")
             cells.append(f"{a:.4f} / {g:.4f} / {ll:.4f}" if not np.isnan(a) else "-")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += calibration_section(results, models, stat)
+    lines += significance_section(runs, models)
+    lines += tuning_section(results.get("tuning") or {})
     for base, rows in ABLATIONS.items():
         present = [v for v in rows if v in everything]
         if base not in everything or not present:
@@ -341,6 +449,10 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--no-ablations", dest="ablations", action="store_false",
                    help="skip the AEM2TL / EKTM ablation variants")
+    p.add_argument("--tune", action="store_true",
+                   help="tune every model first with the same budget (models.tuning; OUTPUT/tuning.json), then run "
+                        "the seeds with each model's best point")
+    p.add_argument("--max-trials", type=int, default=8, help="--tune: random-search trials per model (8)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs already in OUTPUT/runs.jsonl")
     args = p.parse_args(argv)

@@ -48,7 +48,8 @@ def _labels_drawn_from_model(model, n, seed):
     return batch
 
 
-def test_calibrate_recovers_the_probabilities_of_a_model_that_was_made_overconfident():
+@pytest.mark.parametrize("objective", ["edges", "heads"])
+def test_calibrate_recovers_the_probabilities_of_a_model_that_was_made_overconfident(objective):
     tf.keras.utils.set_random_seed(3)
     model = build_model("shared_bottom", tiny_dims().to_dict(), SMALL, with_action=True)
     model(tiny_batch(4))
@@ -58,8 +59,8 @@ def test_calibrate_recovers_the_probabilities_of_a_model_that_was_made_overconfi
     model.calibration.slope.assign(2.0 * np.ones_like(model.calibration.slope.numpy()))
     model.calibration.offset.assign(np.ones_like(model.calibration.offset.numpy()))
     ds = tf.data.Dataset.from_tensor_slices(data).batch(4096)
-    summary = model.calibrate(ds)
-    assert summary["rows"] == 30_000 and set(summary["heads"]) == {"ctr", "ctavr", "ctcvr", "xcvr"}
+    summary = model.calibrate(ds, objective=objective)
+    assert summary["rows"] == 30_000 and summary["objective"] == objective and set(summary["heads"]) == {"ctr", "ctavr", "ctcvr", "xcvr"}
     assert summary["loss_after"] < summary["loss_before"]
     assert summary["calibration_before"]["ctr"] > 1.3  # doubled logits, +1: far too high
     for head, ratio in summary["calibration_after"].items():
