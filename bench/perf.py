@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from pipeline.results import newest_artifact  # noqa: E402
+from pipeline.results import newest_artifact, split_patterns  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join(REPO, "build", "bench-perf")
 DEFAULT_SIZES = (200_000, 1_000_000, 5_000_000)
@@ -749,7 +749,7 @@ def measure_trainer(model_name: str, run_dir: str, args) -> Dict:
     set_mixed_precision(train_cfg.mixed_precision)
     tfo = tft.TFTransformOutput(transform)
     dims = input_dims(spec, tfo.vocabulary_size_by_name)
-    ds = input_dataset([os.path.join(examples, "Split-train", "*")], tfo, train_cfg.batch_size, True, None,
+    ds = input_dataset(split_patterns(examples, "train"), tfo, train_cfg.batch_size, True, None,
                        train_cfg.seed)
     with strategy.scope():
         model = build_model(model_name, dims.to_dict(), cfg.get("model_config") if model_name == cfg.get("model")

@@ -40,7 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from features.synthetic import ORACLE_FOR_HEAD, oracle_auc  # noqa: E402
-from pipeline.results import newest_artifact  # noqa: E402
+from pipeline.results import newest_artifact, split_files  # noqa: E402
 
 HEADS = ("ctr", "ctavr", "ctcvr", "xcvr")
 DEFAULT_MODELS = ("shared_bottom", "mmoe", "ple", "esmm", "esm2", "aitm", "star", "pepnet", "aem2tl", "ektm")
@@ -128,13 +128,18 @@ def prepare(args) -> Dict[str, str]:
             "test": os.path.join(data, f"span-{last}", "impressions.tfrecord.gz")}
 
 
-def test_metrics(model, test_batches, targets, scen, slices, users) -> Dict:
-    """``{head/slice: {auc, gauc, logloss, calibration}}`` of ``model`` on the test span."""
+def predict(model, test_batches) -> Dict[str, np.ndarray]:
+    """``{head: [rows]}`` predictions of ``model`` on the test span."""
     preds: Dict[str, List] = {}
     for tb in test_batches:
         for k, v in model(tb, training=False).items():
             preds.setdefault(k, []).append(np.reshape(v.numpy(), [-1]))
-    preds = {k: np.concatenate(v) for k, v in preds.items()}
+    return {k: np.concatenate(v) for k, v in preds.items()}
+
+
+def test_metrics(model, test_batches, targets, scen, slices, users, preds=None) -> Dict:
+    """``{head/slice: {auc, gauc, logloss, calibration}}`` of ``model`` (or of ``preds``) on the test span."""
+    preds = predict(model, test_batches) if preds is None else preds
     out = {}
     for h in HEADS:
         if h not in preds:
@@ -145,6 +150,61 @@ def test_metrics(model, test_batches, targets, scen, slices, users) -> Dict:
             out[f"{h}/{s}"] = {"auc": oracle_auc(y, p), "gauc": gauc(y, p, users[m]), "logloss": logloss(y, p),
                                "calibration": float(p.mean() / max(y.mean(), 1e-12))}
     return out
+
+
+GATE_LEVELS = (50, 200, 1000)  # positives per slice at which the gate's noise is measured
+GATE_DRAWS = 40
+
+
+def gate_noise(output: str, targets: Dict[str, np.ndarray], scen: np.ndarray, max_auc_drop: float = 0.01,
+               calibration=(0.8, 1.25), seed: int = 0) -> Dict:
+    """How often the default gate refuses a model that is no worse: two seeds of the same configuration, one
+    as candidate and one as baseline, on the same rows (``OUTPUT/predictions/<model>-<seed>.npz``).
+
+    For every model with two or more seeds, head and scenario, and for slices holding about ``GATE_LEVELS``
+    positives (``GATE_DRAWS`` random row subsets of the scenario each) and the whole scenario: the share of
+    (candidate, baseline) comparisons with AUC(candidate) - AUC(baseline) < -max_auc_drop, and the share of
+    single models whose calibration falls outside ``calibration``."""
+    import itertools
+
+    files = sorted(glob.glob(os.path.join(output, "predictions", "*.npz")))
+    by_model: Dict[str, List[Dict[str, np.ndarray]]] = {}
+    for f in files:
+        name = os.path.basename(f)[:-4].rsplit("-", 1)[0]
+        with np.load(f) as z:
+            by_model.setdefault(name, []).append({k: z[k] for k in z.files})
+    rng = np.random.default_rng(seed)
+    counts: Dict[str, List[int]] = {}  # level -> [auc comparisons, auc refusals, calibration checks, outside]
+    for name, runs in by_model.items():
+        if len(runs) < 2:
+            continue
+        for h in HEADS:
+            if h not in runs[0]:
+                continue
+            for s in sorted(set(scen)):
+                rows = np.flatnonzero(scen == s)
+                rate = targets[h][rows].mean()
+                subsets = {"whole scenario": [rows]}
+                for k in GATE_LEVELS:
+                    n = int(k / max(rate, 1e-9))
+                    if n < len(rows):
+                        subsets[str(k)] = [rng.choice(rows, n, replace=False) for _ in range(GATE_DRAWS)]
+                for level, draws in subsets.items():
+                    c = counts.setdefault(level, [0, 0, 0, 0])
+                    for idx in draws:
+                        y = targets[h][idx]
+                        if y.min() == y.max():
+                            continue
+                        aucs = [oracle_auc(y, r[h][idx]) for r in runs]
+                        for a, b in itertools.permutations(range(len(runs)), 2):
+                            c[0] += 1
+                            c[1] += int(aucs[a] - aucs[b] < -max_auc_drop)
+                        for r in runs:
+                            cal = r[h][idx].mean() / y.mean()
+                            c[2] += 1
+                            c[3] += int(not calibration[0] <= cal <= calibration[1])
+    return {level: {"auc_comparisons": c[0], "auc_refusals": c[1], "calibration_checks": c[2],
+                    "calibration_outside": c[3]} for level, c in counts.items()}
 
 
 def tune(args, spec, dims, dataset) -> Dict:
@@ -174,10 +234,6 @@ def tune(args, spec, dims, dataset) -> Dict:
     return done
 
 
-def _split_files(examples_dir: str, splits: Sequence[str]) -> List[str]:
-    return sorted(f for split in splits for f in glob.glob(os.path.join(examples_dir, f"Split-{split}", "*")))
-
-
 def evaluate(args, paths) -> Dict:
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -196,7 +252,7 @@ def evaluate(args, paths) -> Dict:
     fspec = tfo.transformed_feature_spec()
 
     def dataset(splits):
-        files = _split_files(paths["examples"], splits)
+        files = split_files(paths["examples"], splits)
         return (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(args.batch_size)
                 .map(lambda x: tf.io.parse_example(x, fspec), num_parallel_calls=tf.data.AUTOTUNE).cache())
 
@@ -252,9 +308,13 @@ def evaluate(args, paths) -> Dict:
                                 supervised_heads=cfg.supervised_heads)
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
             fitted = fit_model(model, cfg, train.shuffle(64, seed=seed), calibration, train, verbose=0)
+            preds = predict(model, test_batches)
+            if args.save_predictions:
+                os.makedirs(os.path.join(args.output, "predictions"), exist_ok=True)
+                np.savez_compressed(os.path.join(args.output, "predictions", f"{name}-{seed}.npz"), **preds)
             row = {"model": name, "seed": seed, "train_seconds": fitted["train_seconds"], "note": variant.note,
                    "train": dataclasses.asdict(cfg), "metrics": test_metrics(model, test_batches, targets, scen,
-                                                                            slices, cols["user_id"]),
+                                                                            slices, cols["user_id"], preds),
                    "edge_base_rates": fitted["edge_base_rates"],
                    "calibration_fit": {k: fitted["calibration"].get(k) for k in
                                        ("calibration_before", "calibration_after", "rows")}}
@@ -272,6 +332,7 @@ def evaluate(args, paths) -> Dict:
             print(f"{name} seed {seed}: {fitted['train_seconds']:.0f}s " + " ".join(
                 f"{h}={row['metrics'][f'{h}/overall']['auc']:.4f}/cal {row['metrics'][f'{h}/overall']['calibration']:.2f}"
                 for h in HEADS if f"{h}/overall" in row["metrics"]), flush=True)
+    results["gate_noise"] = gate_noise(args.output, targets, scen)
     return results
 
 
@@ -339,6 +400,24 @@ def significance_section(runs: List[Dict], models: Sequence[str]) -> List[str]:
     return lines
 
 
+def gate_noise_section(noise: Dict) -> List[str]:
+    if not noise:
+        return []
+    lines = ["", "## Gate noise: how often the default gate refuses a model that is no worse", "",
+             "Two seeds of the same configuration, one as candidate and one as baseline, on the same rows of the test "
+             f"span; slices drawn from a scenario so that they hold about N positives of the head ({GATE_DRAWS} draws "
+             "per model, head and scenario).", "",
+             "| positives per slice | AUC comparisons | refused by max_auc_drop 0.01 | calibration checks | "
+             "outside [0.8, 1.25] |", "|---|---|---|---|---|"]
+    for level in [str(k) for k in GATE_LEVELS] + ["whole scenario"]:
+        c = noise.get(level)
+        if c and c["auc_comparisons"]:
+            lines.append(f"| {level} | {c['auc_comparisons']} | {100 * c['auc_refusals'] / c['auc_comparisons']:.1f} % | "
+                         f"{c['calibration_checks']} | "
+                         f"{100 * c['calibration_outside'] / max(c['calibration_checks'], 1):.1f} % |")
+    return lines
+
+
 def tuning_section(tuning: Dict) -> List[str]:
     if not tuning:
         return []
@@ -393,6 +472,7 @@ def report(results: Dict, out: str) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += calibration_section(results, models, stat)
     lines += significance_section(runs, models)
+    lines += gate_noise_section(results.get("gate_noise") or {})
     lines += tuning_section(results.get("tuning") or {})
     for base, rows in ABLATIONS.items():
         present = [v for v in rows if v in everything]
@@ -453,6 +533,8 @@ def main(argv=None) -> int:
                    help="tune every model first with the same budget (models.tuning; OUTPUT/tuning.json), then run "
                         "the seeds with each model's best point")
     p.add_argument("--max-trials", type=int, default=8, help="--tune: random-search trials per model (8)")
+    p.add_argument("--save-predictions", action="store_true",
+                   help="keep every run's test-span predictions in OUTPUT/predictions/ (for the gate-noise table)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs already in OUTPUT/runs.jsonl")
     args = p.parse_args(argv)

@@ -160,7 +160,7 @@ def run_fn(fn_args) -> None:
     task_type, task_id, is_chief = worker_role(strategy)
     make_deterministic(train_cfg.seed)
     set_mixed_precision(train_cfg.mixed_precision)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     dims = input_dims(spec, tf_transform_output.vocabulary_size_by_name)
 
     train_steps = fn_args.train_steps or None

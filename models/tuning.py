@@ -177,7 +177,7 @@ def tuner_fn(fn_args):
     model_name = cc.get("model", "shared_bottom")
     fixed_train = dict(cc.get("train") or {})
     seed = train_config(model_name, fixed_train).seed
-    tfo = tft.TFTransformOutput(fn_args.transform_output)
+    tfo = tft.TFTransformOutput(fn_args.transform_graph_path)
     dims = input_dims(spec, tfo.vocabulary_size_by_name).to_dict()
 
     def train_ds_fn(cfg):

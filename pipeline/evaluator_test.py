@@ -78,3 +78,51 @@ def test_min_positives_zero_gates_everything():
     cfg = build_eval_config(SPEC, HEADS, blessing=BlessingConfig(min_positives=0))
     before = _gated_slices(cfg)
     assert drop_thin_slices(cfg, {}, 0) == [] and _gated_slices(cfg) == before
+
+
+CALIBRATION_CHILD = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from features.spec import resolve_spec
+from pipeline.eval_config import BlessingConfig, build_eval_config
+from pipeline.report import blessing_failures
+
+out = sys.argv[2]
+rng = np.random.default_rng(0)
+n = 4000
+scen = rng.choice(["home_feed", "search", "detail_page"], n)
+p = rng.uniform(0.02, 0.3, n)
+y = (rng.random(n) < p).astype(np.float32)
+f = tf.train.Feature
+with tf.io.TFRecordWriter(out + "/data.tfrecord") as w:
+    for i in range(n):
+        w.write(tf.train.Example(features=tf.train.Features(feature={
+            "scenario": f(bytes_list=tf.train.BytesList(value=[scen[i].encode()])),
+            "user_id": f(bytes_list=tf.train.BytesList(value=[b"u%d" % (i % 50)])),
+            "label_click": f(float_list=tf.train.FloatList(value=[y[i]])),
+            "label_ctcvr": f(float_list=tf.train.FloatList(value=[y[i]])),
+            "ctr": f(float_list=tf.train.FloatList(value=[p[i]])),              # calibrated
+            "ctcvr": f(float_list=tf.train.FloatList(value=[min(3 * p[i], 1.0)])),  # same ranking, 3x too high
+        })).SerializeToString())
+cfg = build_eval_config(resolve_spec("synthetic"), ("ctr", "ctcvr"), blessing=BlessingConfig(), with_baseline=False)
+del cfg.model_specs[:]  # TFMA's model-agnostic mode: the predictions are columns of the examples
+cfg.model_specs.add(label_keys={"ctr": "label_click", "ctcvr": "label_ctcvr"},
+                    prediction_keys={"ctr": "ctr", "ctcvr": "ctcvr"})
+tfma.run_model_analysis(eval_config=cfg, data_location=out + "/data.tfrecord", output_path=out + "/eval")
+result = tfma.load_validation_result(out + "/eval")
+json.dump({"ok": bool(result.validation_ok),
+           "failed": [(h, where, t, v) for h, where, t, v, _ in blessing_failures(result)]}, open(sys.argv[1], "w"))
+"""
+
+
+def test_a_candidate_with_good_auc_but_probabilities_far_too_high_is_not_blessed(tmp_path):
+    """The gate's EvalConfig under TFMA's own validator: ctcvr ranks as well as ctr but predicts 3x its rate."""
+    from tests.helpers import run_python
+
+    res = run_python(CALIBRATION_CHILD, str(tmp_path / "res.json"), [str(tmp_path)])
+    assert res["ok"] is False
+    assert [(h, where) for h, where, _, _ in res["failed"]] == [("ctcvr", "overall")], res
+    head, _, threshold, value = res["failed"][0]
+    assert threshold == "calibration >= 0.8 and calibration <= 1.25" and float(value) > 2.5

@@ -106,8 +106,7 @@ def oracle_aucs(spec: FeatureSpec, examples_uri: str, splits: Sequence[str] = ("
     label_cols = {"click": spec.labels.click, "conversion": spec.labels.conversion}
     if spec.labels.raction:
         label_cols["raction"] = spec.labels.raction
-    files = [os.path.join(examples_uri, f"Split-{split}", "*") for split in splits]
-    cols = read_examples(files, [spec.scenario.name] + list(label_cols.values()) + sorted(needed))
+    cols = read_examples(split_files(examples_uri, splits), [spec.scenario.name] + list(label_cols.values()) + sorted(needed))
     if not len(cols[spec.scenario.name]) or all(v is None for v in cols["p_click"] if "p_click" in cols):
         return {}
     scen = np.array([(v.decode() if isinstance(v, bytes) else str(v)) for v in cols[spec.scenario.name]])
@@ -147,6 +146,18 @@ def format_table(metrics, oracle, heads) -> str:
 
 def first_uri(artifacts) -> Optional[str]:
     return artifacts[0].uri if artifacts else None
+
+
+def split_patterns(artifact_dir: str, split: str) -> List[str]:
+    """File patterns of one split of an Examples artifact directory: ``<dir>/Split-<split>/*``, and
+    ``<dir>/<n>/Split-<split>/*`` for an output that holds one artifact per input (Transform's transformed
+    examples of several training spans)."""
+    return [os.path.join(artifact_dir, f"Split-{split}", "*"), os.path.join(artifact_dir, "*", f"Split-{split}", "*")]
+
+
+def split_files(artifact_dir: str, splits: Sequence[str]) -> List[str]:
+    """The files of ``splits`` of an Examples artifact directory (:func:`split_patterns`), sorted."""
+    return sorted({f for split in splits for p in split_patterns(artifact_dir, split) for f in glob.glob(p)})
 
 
 def newest_artifact(run_dir: str, component: str, output: str) -> Optional[str]:

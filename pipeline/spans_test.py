@@ -26,7 +26,7 @@ for span in sys.argv[3:]:
             config.metadata_path)))
     runs = mlmd.latest_run(mlmd.open_store(config.metadata_path), "spans")
     artifact = next(iter(runs.values())).outputs["examples"][0]
-    rows = sum(1 for split in ("train", "eval") for _ in tf.data.TFRecordDataset(
+    rows = sum(1 for split in ("train", "calibration", "eval") for _ in tf.data.TFRecordDataset(
         tf.io.gfile.glob(os.path.join(artifact.uri, "Split-" + split, "*")), compression_type="GZIP"))
     out[span] = {"span": int(mlmd.custom_property(artifact, "span")), "rows": rows}
 json.dump(out, open(sys.argv[1], "w"))

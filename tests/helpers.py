@@ -67,16 +67,19 @@ def eval_examples_glob(out) -> str:
 def trainer_fn_args(transform_dir: str, examples_dir: str, out_dir: str, custom_config: dict,
                     train_steps: Optional[int] = None, eval_steps: Optional[int] = None):
     """The ``fn_args`` of the TFX Trainer that ``models.trainer.run_fn`` reads, over a Transform output
-    (``examples_dir`` holds ``Split-train``/``Split-eval``). For use inside a child process."""
+    (``examples_dir`` holds ``Split-train``/``Split-eval``, directly or per training span). For use inside a
+    child process."""
+    from pipeline.results import split_patterns
+
 
     class FnArgs:
         pass
 
     a = FnArgs()
     a.custom_config = custom_config
-    a.transform_output = transform_dir
-    a.train_files = [os.path.join(examples_dir, "Split-train", "*")]
-    a.eval_files = [os.path.join(examples_dir, "Split-eval", "*")]
+    a.transform_graph_path = transform_dir
+    a.train_files = split_patterns(examples_dir, "train")
+    a.eval_files = split_patterns(examples_dir, "eval")
     a.train_steps = train_steps
     a.eval_steps = eval_steps
     a.serving_model_dir = os.path.join(out_dir, "serving")
