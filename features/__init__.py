@@ -1,4 +1,4 @@
 """Feature spec, TFT preprocessing, synthetic impression logs and dataset adapters.
 
-Imports no other project package (DESIGN.md section 2).
+Imports no other project package (docs/architecture.md).
 """

@@ -1,6 +1,6 @@
 """Standard head keys and the transformed label features they are trained and evaluated against.
 
-Heads (DESIGN.md section 5): ``ctr`` = P(click | imp), ``ctavr`` = P(click & action | imp),
+Heads (docs/models.md): ``ctr`` = P(click | imp), ``ctavr`` = P(click & action | imp),
 ``cvr`` = P(conv | click), ``ctcvr`` = P(click & conv | imp), ``xcvr`` = P(conv | imp) incl. unclicked.
 """
 

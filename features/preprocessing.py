@@ -1,4 +1,4 @@
-"""TensorFlow Transform ``preprocessing_fn`` generated from a feature spec (DESIGN.md section 4).
+"""TensorFlow Transform ``preprocessing_fn`` generated from a feature spec (docs/spec.md).
 
 The TFX Transform component calls :func:`preprocessing_fn` with ``custom_config={'spec': spec.to_dict()}``.
 Outputs (one dense tensor of shape ``[batch]`` per feature unless noted):

@@ -19,7 +19,7 @@ YAML layout (see ``features/specs/*.yaml`` for complete examples)::
     request_id: request_id            # optional, groups impressions of one request
     timestamp: ts                     # optional, for time splits
 
-Roles (DESIGN.md section 3): ``id``, ``scenario`` (exactly one), ``categorical``, ``numeric``,
+Roles (docs/spec.md): ``id``, ``scenario`` (exactly one), ``categorical``, ``numeric``,
 ``multivalent``, ``prior`` (a feature fed only to the personalised gates). A prior feature is
 categorical when its dtype is a string or an integer, numeric when it is a float.
 """

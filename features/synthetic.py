@@ -1,4 +1,4 @@
-r"""Synthetic multi-scenario impression logs with known ground truth (DESIGN.md section 10).
+r"""Synthetic multi-scenario impression logs with known ground truth (docs/benchmarks.md).
 
 Every row carries the true probabilities of its labels, so every metric has an oracle (Bayes) value.
 

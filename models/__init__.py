@@ -1,4 +1,4 @@
 """Trainer entry point (``models.trainer.run_fn``), model zoo and shared blocks.
 
-Imports ``features`` and ``serving`` only; blocks never import model modules (DESIGN.md section 2).
+Imports ``features`` and ``serving`` only; blocks never import model modules (docs/architecture.md).
 """

@@ -1,7 +1,7 @@
 r"""AEM2TL: Adaptive Entire-space Multi-scenario Multi-task Transfer Learning (Yi, Tang, Zhao, Zeng, Song, Wu,
-IEEE TKDE 2025, doi:10.1109/TKDE.2025.3536334). Implementation spec: ``../shared/AEM2TL.md``.
+IEEE TKDE 2025, doi:10.1109/TKDE.2025.3536334). Design and interpretation decisions: ``docs/models.md``.
 
-Pipeline (each module can be switched off for ablation, AEM2TL.md section 12 default 22):
+Pipeline (each module can be switched off for ablation, docs/models.md, AEM2TL):
 
 1. shared embedding :math:`x = E(u) \oplus E(m) \oplus E(c)` (:class:`~models.blocks.embedding.FeatureEmbedding`);
 2. **Scenario-CGC** (Eq. 3-6): :math:`M_i = G \oplus S_i` with scenario-shared experts (one global gate) and
@@ -21,7 +21,7 @@ Pipeline (each module can be switched off for ablation, AEM2TL.md section 12 def
    ``{strategy: gradnorm, alpha: 1.5}``); its shared layer W is the last linear layer of the
    scenario-shared experts. Removing it (ablation "w/o adaptive loss") = ``strategy: fixed``.
 
-Defaults taken where the paper is silent (AEM2TL.md section 12): K_sh = 4, K_sp = 2 experts [256, 128];
+Defaults taken where the paper is silent (docs/models.md, AEM2TL): K_sh = 4, K_sp = 2 experts [256, 128];
 Task-CGC 2 shared + 1 specific expert [128, 64]; towers [64, 32] with a gate before every layer, gate
 hidden width = gated width, one gate per (scenario, task, layer); the gate's stop-gradient input is the
 tower input :math:`T_i^j` (``gate_input: tower``; ``embedding`` uses x); one global scenario-shared gate

@@ -1,12 +1,12 @@
 r"""EKTM: Effective Knowledge Transfer for Multi-task recommendation ("Effective Knowledge Transfer for Multi-Task
-Recommendation Models", arXiv 2605.05730, 2026). Implementation spec: ``../shared/EKTM.md``.
+Recommendation Models", arXiv 2605.05730, 2026). Design (ours, from the abstract): ``docs/models.md``.
 
 **From the paper (abstract only)**: a router integrates knowledge from all tasks and disseminates it; every
 CVR task has a transmitter that selectively captures the relevant knowledge and maps it into its own space;
 an enhanced module makes sure transfer helps (no negative transfer); task relations are sequential and
 parallel.
 
-**Our interpretation** (EKTM.md "Interpretation"; every part behind a config switch). The tasks are the edges of
+**Our interpretation** (docs/models.md, EKTM; every part behind a config switch). The tasks are the edges of
 the behaviour graph (:class:`~models.blocks.heads.EntireSpaceHeads`: click, conv_click, conv_unclick
 [, action, conv_action]).
 
@@ -49,8 +49,8 @@ Ablations: ``router: false`` -> uniform average over the allowed sources (no rou
 wider first tower layer); ``enhance: false`` -> no self heads (no self-head variables) and no hinge / self BCE.
 ``transmit_to: []`` removes router and transmitters, leaving the backbone + towers.
 
-Defaults (EKTM.md): :math:`d_k` = 32, 2 heads, transmitter MLP [64, d], :math:`\lambda_{enh}` = 0.1,
-:math:`\lambda_{cal}` = 0.1, stop-gradient on sources; :math:`\lambda_{self}` = 1 (EKTM.md: "plus the
+Defaults (docs/models.md): :math:`d_k` = 32, 2 heads, transmitter MLP [64, d], :math:`\lambda_{enh}` = 0.1,
+:math:`\lambda_{cal}` = 0.1, stop-gradient on sources; :math:`\lambda_{self}` = 1 (docs/models.md: "plus the
 auxiliary head's own BCE"). GradNorm's shared layer W: the last layer of the top-level shared experts (ple) or
 of the scenario-shared experts (aem2tl), reached by every edge.
 """
@@ -82,7 +82,7 @@ ENTIRE_SPACE_HEAD = {"click": "ctr", "action": "ctavr", "conv_click": "ctcvr", "
 
 @dataclasses.dataclass(frozen=True)
 class EKTMConfig(ModelConfig):
-    """EKTM settings (all switches of EKTM.md's interpretation).
+    """EKTM settings (all switches of our interpretation, docs/models.md).
 
     Backbone: ``backbone`` ple | aem2tl. PLE (and AEM2TL's Task-CGC): ``num_levels`` (ple only),
     ``num_shared_experts``, ``num_specific_experts``, ``expert_units``. AEM2TL's Scenario-CGC:
@@ -154,7 +154,7 @@ class EKTM(MultiTaskRanker):
 
     config_class = EKTMConfig
     reference = ("Effective Knowledge Transfer for Multi-Task Recommendation Models (EKTM), arXiv 2605.05730, "
-                 "2026 (router/transmitter/enhancer as interpreted in EKTM.md)")
+                 "2026 (router/transmitter/enhancer as interpreted in docs/models.md)")
 
     # ----------------------------------------------------------------- structure
     def build_layers(self) -> None:

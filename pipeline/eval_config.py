@@ -1,6 +1,6 @@
 """TFMA EvalConfig generated from the feature spec, the model's output keys and the blessing thresholds.
 
-DESIGN.md section 7. The candidate model spec (name ``candidate``) evaluates the ``serving_default``
+docs/evaluation.md. The candidate model spec (name ``candidate``) evaluates the ``serving_default``
 signature, which returns every head, with the ``eval_labels`` signature as a preprocessing function so that
 transformed label targets (``label_click``, ``label_ctcvr`` ...) serve as labels. With ``with_baseline`` a
 second, identical model spec ``baseline`` (``is_baseline=True``) evaluates the last blessed model.

@@ -1,4 +1,4 @@
-"""GAUC: impression-weighted mean of per-user AUC, as a custom TFMA metric (DESIGN.md section 7).
+"""GAUC: impression-weighted mean of per-user AUC, as a custom TFMA metric (docs/evaluation.md).
 
     GAUC = sum_u n_u * AUC_u / sum_u n_u
 

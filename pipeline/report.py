@@ -1,4 +1,4 @@
-"""Human-readable evaluation report of a run: ``report.md`` + PNG plots (DESIGN.md section 7).
+"""Human-readable evaluation report of a run: ``report.md`` + PNG plots (docs/evaluation.md).
 
 ``write_report(run_dir)`` reads the latest Evaluator output of the run (through ML Metadata in
 ``run_dir/metadata.sqlite``; without it, the newest ``pipeline_root/Evaluator/evaluation/<n>``) and writes

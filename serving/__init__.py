@@ -1,1 +1,1 @@
-"""Serving signatures, export and model checks. Imports only ``features`` (DESIGN.md section 2)."""
+"""Serving signatures, export and model checks. Imports only ``features`` (docs/architecture.md)."""

@@ -1,4 +1,4 @@
-"""``export-check``: prove that an exported SavedModel version is servable (DESIGN.md section 8).
+"""``export-check``: prove that an exported SavedModel version is servable (docs/serving.md).
 
 :func:`export_check` runs, on one version directory:
 

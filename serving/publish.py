@@ -1,4 +1,4 @@
-"""Publish an exported SavedModel to a TF Serving model root and write the server configs (DESIGN.md section 8).
+"""Publish an exported SavedModel to a TF Serving model root and write the server configs (docs/serving.md).
 
 TF Serving polls ``<serving_root>/<model_name>/`` and loads the highest numeric sub-directory. A version is
 therefore assembled under a non-numeric name (``.incoming-<version>-<pid>``, which TF Serving ignores),

@@ -1,6 +1,6 @@
 """Offline batch scoring: ``msmt score`` runs an exported model over raw impression logs on Beam.
 
-DESIGN.md section 8. The pipeline streams rows through tfx-bsl ``RunInference`` on the model's
+docs/serving.md. The pipeline streams rows through tfx-bsl ``RunInference`` on the model's
 ``serving_default`` signature (serialized ``tf.Example`` in, one probability per head out) and writes one
 output row per input row::
 

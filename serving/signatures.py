@@ -1,4 +1,4 @@
-"""SavedModel serving signatures with the TFT transform graph inside (DESIGN.md section 8).
+"""SavedModel serving signatures with the TFT transform graph inside (docs/serving.md).
 
 * ``serving_default``: one string input ``examples`` (serialized ``tf.Example``) -> ``{head: [batch]}``
   probabilities. This is the signature TF Serving, BulkInferrer and RunInference call. Parsed with
@@ -20,7 +20,7 @@
 which :func:`read_export_metadata` reads back for the model checks and batch scoring.
 
 The model is any callable Keras model that takes the transformed feature dict and returns
-``{head: [batch, 1]}``; this module does not import ``models`` (DESIGN.md section 2).
+``{head: [batch, 1]}``; this module does not import ``models`` (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""TF Serving warm-up records (``assets.extra/tf_serving_warmup_requests``, DESIGN.md section 8).
+"""TF Serving warm-up records (``assets.extra/tf_serving_warmup_requests``, docs/serving.md).
 
 TF Serving replays these ``PredictionLog`` records when it loads a version, before the version takes traffic,
 so the first real requests do not pay for graph tracing and table initialisation. One ``PredictRequest`` is

@@ -23,8 +23,8 @@ the raw ids instead of label-encoded ones)::
 Choices:
 
 - ``purchase`` = ``buy``. A sample with ``buy=1`` and ``click=0`` is dropped and counted as
-  ``purchase_without_click`` (a policy skip, not a bad line): Ali-CCP's purchase is post-click (AEM2TL.md section
-  12, row 12), community preprocessing drops these rows, and the written spec says ``requires_click:
+  ``purchase_without_click`` (a policy skip, not a bad line): Ali-CCP's purchase is post-click (``docs/datasets.md``),
+  community preprocessing drops these rows, and the written spec says ``requires_click:
   [conversion]``. There is no related post-click action in Ali-CCP, so there is no ``raction`` label.
 - One column per field holds the feature id of the field's **first** entry. Multi-valued fields (mostly the
   ``*_14`` behaviour lists, sometimes 508..853) are truncated to that entry; how often, per field and file, is
@@ -125,7 +125,7 @@ Columns as features/specs/aliccp.yaml, but with the raw feature ids. Choices (fe
 - each field's column is the feature id of its first entry (multi-valued fields truncated; counts in
   prepare_summary.json), D<field> is that entry's value; a missing field is an empty cell;
 - 109_14, 110_14, 127_14, 150_14 are categorical here (raw behaviour-entry ids, not counts);
-- scenario = field 301 (the values are those seen in the data); priors as AEM2TL.md section 12 row 10;
+- scenario = field 301 (the values are those seen in the data); priors as docs/datasets.md;
 - purchase = buy; buy without click is dropped, hence requires_click: [conversion]; no raction label exists;
 - train/test = the official files."""
 

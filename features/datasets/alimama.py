@@ -19,7 +19,7 @@ Output columns::
     city_level, adgroup_id, cate_id, campaign_id, customer, brand, price, pid, hour, time_stamp,
     click, [raction,] conversion
 
-Choices (AEM2TL.md section 12, rows 10-14):
+Choices (docs/datasets.md):
 
 - Scenario ``city_level`` = the profile's ``new_user_class_level`` (city level 1-4); missing (an empty cell, or a
   user without a profile line) is its own scenario ``0``: five scenarios A1-A5 (row 11).
@@ -164,12 +164,12 @@ def spec_comment(conversion_source: str, with_raction: bool, options: AlimamaOpt
                f"impression" if with_raction else "no raction label (no behavior_log.csv)")
     return f"""Written by 'msmt data prepare alimama' from the Ali-mama display-ad download (Tianchi dataId 56:
 raw_sample.csv joined with ad_feature.csv and user_profile.csv). Choices (features/datasets/alimama.py):
-- scenario city_level = new_user_class_level (1-4), missing or no profile -> 0 (AEM2TL.md section 12 row 11);
+- scenario city_level = new_user_class_level (1-4), missing or no profile -> 0 (docs/datasets.md);
 - click = clk; conversion = {conversion_source};
 - {raction};
 - split by the UTC+8 day of time_stamp: test = {options.test_day}, train = earlier days;
 - price: log1p + z-score with {PRICE_BUCKETS} quantile buckets; hour = hour of day (UTC+8); pid = ad slot;
-- priors as AEM2TL.md section 12 row 10 (user + profile; ad/cate/brand/campaign/customer/price; city level + pid)."""
+- priors as docs/datasets.md (user + profile; ad/cate/brand/campaign/customer/price; city level + pid)."""
 
 
 # ------------------------------------------------------------------------------------------------ catalogues

@@ -7,7 +7,7 @@ that selectively captures the relevant part of the router's knowledge and transf
 space; an *enhanced module* makes sure the transferred knowledge helps the target task; behaviour patterns are
 both *sequential* (impression -> click -> conversion) and *parallel* (sibling behaviours).
 
-**Everything below is our interpretation** (``../shared/EKTM.md``, "Interpretation"), not the paper:
+**Everything below is our interpretation** (``docs/models.md``, EKTM), not the paper:
 
 Router (:class:`KnowledgeRouter`). Tasks s = 1..N have representations :math:`h_s \in R^d`; a dependency graph
 gives every target t a source set :math:`S(t)` and a type per edge, sequential or parallel. Per head

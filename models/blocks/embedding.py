@@ -11,7 +11,7 @@ values :math:`z_d`:
 
 where :math:`E_f \in R^{|V_f| \times d_f}` is feature f's table and padding ids (-1) are masked out.
 The same tables embed the prior groups (user / item / scenario priors) for personalised gates, so a
-prior shares its embedding with the backbone (AEM2TL.md section 2; PEPNet, Chang et al., KDD 2023).
+prior shares its embedding with the backbone (docs/models.md; PEPNet, Chang et al., KDD 2023).
 """
 
 from __future__ import annotations

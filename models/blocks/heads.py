@@ -1,6 +1,6 @@
 r"""Entire-space composition heads: conditional edge probabilities -> probabilities over all impressions.
 
-Edges of the post-impression behaviour graph (AEM2TL.md section 6; ESMM, Ma et al. SIGIR 2018;
+Edges of the post-impression behaviour graph (docs/models.md; ESMM, Ma et al. SIGIR 2018;
 ESM2, Wen et al. SIGIR 2020), each a sigmoid tower output computed for every impression:
 
 ==============  ====  ==========================================

@@ -1,4 +1,4 @@
-r"""Personalized gate and gated tower (PPNet / LHUC style; PEPNet, Chang et al. KDD 2023; AEM2TL.md section 5).
+r"""Personalized gate and gated tower (PPNet / LHUC style; PEPNet, Chang et al. KDD 2023; docs/models.md).
 
 Gate unit (two layers, output in :math:`(0, \gamma)`, neutral value 1 at :math:`\gamma = 2`):
 
@@ -51,7 +51,7 @@ class PersonalizedGate(keras.layers.Layer):
 class GatedTower(keras.layers.Layer):
     """MLP ``units`` + 1-unit logit; each layer's input is scaled by a PersonalizedGate of its width.
 
-    ``call(x, prior, backbone=None)``: ``backbone`` defaults to ``x`` (the tower input, AEM2TL.md default 7).
+    ``call(x, prior, backbone=None)``: ``backbone`` defaults to ``x`` (the tower input, docs/models.md).
     """
 
     def __init__(self, units: Sequence[int], gamma: float = 2.0, enabled: bool = True, dropout: float = 0.0,

@@ -1,4 +1,4 @@
-r"""Scenario routing and the scenario-aware CGC blocks of AEM2TL (AEM2TL.md sections 3-4).
+r"""Scenario routing and the scenario-aware CGC blocks of AEM2TL (docs/models.md, AEM2TL).
 
 Routing. Every sample belongs to one of S known scenarios, or to the unknown slot (index S) when its
 scenario value was never declared. Scenario-specific parts are computed for every scenario and combined
@@ -76,7 +76,7 @@ class ScenarioCGC(keras.layers.Layer):
         return tf.concat([g, specific], axis=-1)
 
     def shared_layer_variables(self) -> List[tf.Variable]:
-        """Last linear layer of the scenario-shared experts (GradNorm's W, AEM2TL.md default 16)."""
+        """Last linear layer of the scenario-shared experts (GradNorm's W, docs/models.md)."""
         return [v for e in self.shared_experts.experts for v in e.hidden[-1].trainable_variables]
 
     def get_config(self):

@@ -11,7 +11,7 @@ Keras TensorBoard callback logs them every ``update_freq`` batches.
   :math:`r_i = \tilde L_i / \mathrm{mean}_j \tilde L_j`, :math:`\tilde L_i = L_i(t) / L_i(0)`:
   :math:`L_{grad} = \sum_i |G_i - \bar G r_i^\alpha|` (target held constant), differentiated only w.r.t.
   :math:`w_i`, one Adam step, then renormalised to :math:`\sum_i w_i = n` and clamped at :math:`w_i \ge 10^{-3}`
-  (Chen et al., ICML 2018; AEM2TL.md section 7) as :math:`w = \epsilon + n(1-\epsilon)\,
+  (Chen et al., ICML 2018; docs/models.md) as :math:`w = \epsilon + n(1-\epsilon)\,
   \mathrm{relu}(w)/\sum_j \mathrm{relu}(w_j)`.
 * **dwa**: :math:`w_i = n \exp(r_i / T) / \sum_j \exp(r_j / T)` with :math:`r_i = \bar L_i(k-1) / \bar L_i(k-2)`,
   the ratio of the task's mean loss over the last two windows of ``window`` steps (Liu, Johns, Davison,
