@@ -62,6 +62,7 @@ import numpy as np  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from models.config import TRAIN_SUMMARY_FILE  # noqa: E402
 from pipeline.results import newest_artifact, split_patterns  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join(REPO, "build", "bench-perf")
@@ -643,7 +644,7 @@ def read_run(run_dir: str) -> Dict:
                          "data/generation_summary.json, no StatisticsGen output)")
     entry["rows"] = int(rows)
     model_run = newest_artifact(run_dir, "Trainer", "model_run")
-    summary = model_run and os.path.join(model_run, "train_summary.json")
+    summary = model_run and os.path.join(model_run, TRAIN_SUMMARY_FILE)
     if summary and os.path.exists(summary):
         with open(summary) as fh:
             t = json.load(fh)

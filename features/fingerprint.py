@@ -6,6 +6,9 @@ import hashlib
 import os
 from typing import Optional
 
+# The pinned environment: the repository's lock file (recorded by the Trainer, checked by the report).
+LOCK_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.lock")
+
 
 def file_sha256(path: str) -> Optional[str]:
     """Hex sha256 of a file's bytes, or None when it does not exist."""

@@ -6,7 +6,7 @@ Heads (docs/models.md): ``ctr`` = P(click | imp), ``ctavr`` = P(click & action |
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, Iterable, List, Tuple
 
 from features.spec import FeatureSpec
 
@@ -35,6 +35,12 @@ def head_label_columns(spec: FeatureSpec) -> Dict[str, List[str]]:
     """Impression head -> the raw label columns whose AND is its target, for the heads the spec supports."""
     cols = spec.label_columns
     return {h: [cols[r] for r in roles] for h, roles in HEAD_LABEL_ROLES.items() if all(r in cols for r in roles)}
+
+
+def ordered_heads(names: Iterable[str]) -> Tuple[str, ...]:
+    """``names`` with the known heads first in :data:`HEAD_KEYS` order, then any others sorted."""
+    names = set(names)
+    return tuple([h for h in HEAD_KEYS if h in names] + sorted(names - set(HEAD_KEYS)))
 
 
 def head_label_keys(spec: FeatureSpec) -> Dict[str, str]:

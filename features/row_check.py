@@ -41,6 +41,9 @@ INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_VALUE_CHARS = 200
 
+# The share of bad rows a run quarantines and skips before it fails (pipeline, scoring and the adapters).
+DEFAULT_MAX_BAD_FRACTION = 0.01
+
 
 class LogFileError(ValueError):
     """A whole file cannot be read against the spec (no header, a spec column missing from the header)."""

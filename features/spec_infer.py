@@ -57,17 +57,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob
-import gzip
 import io
 import json
 import math
 import os
 import re
-import struct
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
+from features import formats
 from features.row_check import split_csv_line
 from features.spec import SpecError, spec_from_dict
 
@@ -82,11 +81,7 @@ MULTIVALENT_MIN_SHARE = 0.2
 SCENARIO_MAX_VALUES = 50
 CATEGORICAL_MAX_INT = 1000
 HASH_MIN_DISTINCT = 1000
-FORMATS = ("csv", "parquet", "tfrecord")
 
-_EXTENSIONS = ((".csv", "csv"), (".csv.gz", "csv"), (".parquet", "parquet"), (".pq", "parquet"),
-               (".tfrecord", "tfrecord"), (".tfrecords", "tfrecord"), (".tfrecord.gz", "tfrecord"),
-               (".tfrecords.gz", "tfrecord"), (".tfr", "tfrecord"), (".tfr.gz", "tfrecord"))
 _INT_LITERAL = re.compile(r"[+-]?\d+")
 
 # Name vocabularies (lower-case tokens of the column name).
@@ -436,16 +431,11 @@ class Profile:
 
 
 def detect_format(path: str) -> str:
-    """``csv``, ``parquet`` or ``tfrecord`` from the file name, else from the first bytes (Parquet magic)."""
-    lower = path.lower()
-    for ext, fmt in sorted(_EXTENSIONS, key=lambda e: -len(e[0])):
-        if lower.endswith(ext):
-            return fmt
-    if os.path.isfile(path):
-        with open(path, "rb") as fh:
-            if fh.read(4) == b"PAR1":
-                return "parquet"
-    raise InferError(f"{path}: cannot tell the format from the file name; pass --format {'|'.join(FORMATS)}")
+    """``csv``, ``parquet`` or ``tfrecord`` of a file or pattern (``features.formats.detect_format``)."""
+    try:
+        return formats.detect_format(path)
+    except formats.FormatError as e:
+        raise InferError(str(e)) from None
 
 
 def _match(path: str) -> List[str]:
@@ -467,8 +457,8 @@ def read_profile(path: str, rows: int = DEFAULT_ROWS, fmt: Optional[str] = None)
         raise InferError(f"--rows must be >= 1, got {rows}")
     files = _match(path)
     fmt = fmt or detect_format(files[0] if not any(c in path for c in "*?[") else path)
-    if fmt not in FORMATS:
-        raise InferError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt not in formats.FORMATS:
+        raise InferError(f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}")
     profile = Profile(path=path, format=fmt)
     reader = {"csv": _read_csv, "parquet": _read_parquet, "tfrecord": _read_tfrecord}[fmt]
     for f in files:
@@ -482,12 +472,6 @@ def read_profile(path: str, rows: int = DEFAULT_ROWS, fmt: Optional[str] = None)
 
 
 # ------------------------------------------------------------------ CSV
-def _open_bytes(path: str):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
-
-
 def _looks_numeric(cell: str) -> bool:
     try:
         float(cell)
@@ -498,7 +482,7 @@ def _looks_numeric(cell: str) -> bool:
 
 def _read_csv(path: str, profile: Profile, limit: int) -> None:
     """Physical lines (one row per line, as the pipeline reads them); malformed lines are counted, skipped."""
-    with _open_bytes(path) as raw:
+    with formats.open_maybe_gzip(path) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         first = text.readline()
         if first == "":
@@ -585,23 +569,11 @@ def _read_parquet(path: str, profile: Profile, limit: int) -> None:
 
 # ------------------------------------------------------------------ TFRecord
 def iter_tfrecords(path: str) -> Iterator[bytes]:
-    """Records of a TFRecord file (gzip detected from the magic bytes); CRCs are not checked."""
-    with _open_bytes(path) as fh:
-        n = 0
-        while True:
-            head = fh.read(12)
-            if not head:
-                return
-            if len(head) < 12:
-                raise InferError(f"{path}: record {n + 1} is truncated (not a TFRecord file?)")
-            (length,) = struct.unpack("<Q", head[:8])
-            if length > 1 << 31:
-                raise InferError(f"{path}: record {n + 1} claims {length} bytes: not a TFRecord file")
-            data = fh.read(length)
-            if len(data) < length or len(fh.read(4)) < 4:
-                raise InferError(f"{path}: record {n + 1} is truncated")
-            n += 1
-            yield data
+    """Records of a TFRecord file (``features.formats.iter_tfrecords``); errors as :class:`InferError`."""
+    try:
+        yield from formats.iter_tfrecords(path)
+    except formats.FormatError as e:
+        raise InferError(str(e)) from None
 
 
 def _read_tfrecord(path: str, profile: Profile, limit: int) -> None:
@@ -997,7 +969,7 @@ ROLE_ORDER = ("id", "scenario", "categorical", "numeric", "multivalent", "prior"
 
 def _spec_name(path: str) -> str:
     base = os.path.basename(path.rstrip("/"))
-    for ext in sorted((e for e, _ in _EXTENSIONS), key=len, reverse=True):
+    for ext in sorted(formats.EXTENSIONS, key=len, reverse=True):
         if base.lower().endswith(ext):
             base = base[: -len(ext)]
             break

@@ -16,6 +16,9 @@ import yaml
 T = TypeVar("T")
 
 
+TRAIN_SUMMARY_FILE = "train_summary.json"  # what the Trainer writes into its model_run (models.trainer.run_fn)
+
+
 class ConfigError(ValueError):
     """A model or training config is invalid; the message names the source and the key."""
 

@@ -41,17 +41,15 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from features.dims import input_dims
-from features.fingerprint import file_sha256
+from features.fingerprint import LOCK_FILE, file_sha256
 from features.labels import has_action, has_view_through
 from features.spec import spec_from_dict
-from models.config import to_dict
+from models.config import TRAIN_SUMMARY_FILE, to_dict
 from models.distribution import choose_strategy, set_mixed_precision, worker_role
 from models.registry import build_model, train_config
 from models.tuning import apply_hyperparameters
 from serving.signatures import export_saved_model
 
-TRAIN_SUMMARY_FILE = "train_summary.json"
-LOCK_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.lock")
 SHUFFLE_BUFFER = 20_000
 FINALIZE_BATCHES = 200  # training batches read by MultiTaskRanker.finalize (e.g. normalization statistics)
 

@@ -41,7 +41,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from features.records import to_example_proto
-from features.row_check import KINDS, LogFileError, RowChecker, infer_column_types, split_csv_line
+from features.row_check import DEFAULT_MAX_BAD_FRACTION, KINDS, LogFileError, RowChecker, infer_column_types, \
+    split_csv_line
 from features.spec import FeatureSpec, spec_from_dict
 
 QUARANTINE_DIR = "quarantine"
@@ -50,7 +51,6 @@ TYPE_SAMPLE_ROWS = 1000
 EXAMPLES_PER_KIND = 3
 PROGRESS_EVERY = 100_000
 ERROR_PREFIX = "ExampleGen rejected the input:"
-DEFAULT_MAX_BAD_FRACTION = 0.01
 
 
 class BadRowsError(RuntimeError):

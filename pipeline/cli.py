@@ -66,17 +66,18 @@ def _pipeline_config(args):
         if v is not None:
             train[key] = v
     blessing = load_yaml(args.blessing) if getattr(args, "blessing", None) else {}
-    if getattr(args, "max_auc_drop", None) is not None:
-        blessing["max_auc_drop"] = args.max_auc_drop
+    for key in ("min_auc", "max_auc_drop"):
+        if getattr(args, key, None) is not None:
+            blessing[key] = getattr(args, key)
     return PipelineConfig(data=args.data, spec=args.spec, output=args.output, model=args.model,
-                          model_config=model_config, train=train, min_auc=args.min_auc, blessing=blessing,
+                          model_config=model_config, train=train, blessing=blessing,
                           span=getattr(args, "span", None), eval_split=args.eval_split,
                           train_spans=args.train_spans, tune=args.tune, max_trials=args.max_trials,
                           warm_start=getattr(args, "warm_start", False),
                           bulk_inference=getattr(args, "bulk_inference", False),
                           beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
                           enable_cache=not args.no_cache,
-                          max_bad_fraction=getattr(args, "max_bad_fraction", 0.01),
+                          max_bad_fraction=args.max_bad_fraction,
                           shuffle_examples=not getattr(args, "no_example_shuffle", False),
                           max_scenario_shift=getattr(args, "max_scenario_shift", 0.1))
 
@@ -207,6 +208,7 @@ def cmd_demo(args) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def _add_run_options(p) -> None:
+    from features.row_check import DEFAULT_MAX_BAD_FRACTION
     from pipeline.spans import EVAL_SPLIT_MODES
 
     p.add_argument("--data", required=True,
@@ -232,19 +234,20 @@ def _add_run_options(p) -> None:
                         "into the evaluation and overstates AUC")
     p.add_argument("--train-spans", type=int, metavar="K",
                    help="next-span evaluation: train on the K spans before the evaluated one (default: all)")
-    p.add_argument("--min-auc", type=float, default=0.5,
-                   help="blessing: minimum overall AUC of the gated heads (default 0.5)")
-    p.add_argument("--max-bad-fraction", type=float, default=0.01,
+    p.add_argument("--min-auc", type=float,
+                   help="blessing: minimum AUC of every gated head (default 0.5, docs/evaluation.md)")
+    p.add_argument("--max-bad-fraction", type=float, default=DEFAULT_MAX_BAD_FRACTION,
                    help="CSV input: share of bad rows (malformed, wrong type, NaN/inf, empty id, missing, "
                         "out-of-range or impossible label) that are quarantined and skipped; above it the run "
-                        "fails (default 0.01; 0 = fail on any bad row). Bad rows and reasons: "
+                        f"fails (default {DEFAULT_MAX_BAD_FRACTION}; 0 = fail on any bad row). Bad rows and reasons: "
                         "<examples>/quarantine/")
     p.add_argument("--max-scenario-shift", type=float, default=0.1,
                    help="ExampleValidator drift limit: the largest change of any scenario's share against the "
                         "last accepted span (L-infinity; default 0.1); a larger shift, a changed column type or "
                         "a missing column stops the run before Transform, and nothing is pushed")
     p.add_argument("--max-auc-drop", type=float,
-                   help="blessing: largest tolerated AUC drop against the last blessed model (default 0.01)")
+                   help="blessing: largest tolerated AUC drop of any gated head against the last blessed model, "
+                        "overall and per scenario (default 0.01, docs/evaluation.md)")
     p.add_argument("--blessing", help="YAML file with blessing thresholds per head and scenario "
                                       "(keys of pipeline.eval_config.BlessingConfig)")
     p.add_argument("--tune", action="store_true",
@@ -277,6 +280,7 @@ def _add_beam_options(p) -> None:
 def _add_data_parser(sub) -> None:
     """``msmt data prepare NAME --input DIR --output DIR``: the dataset adapters of features/datasets."""
     from features.datasets import ADAPTERS, names
+    from features.row_check import DEFAULT_MAX_BAD_FRACTION
 
     dp = sub.add_parser("data", help="public datasets: convert a download into impression logs + a spec",
                         description="Public dataset tools. 'msmt data prepare NAME --input DIR --output DIR' "
@@ -304,10 +308,10 @@ def _add_data_parser(sub) -> None:
                    help="output directory; must be absent or empty unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUTPUT when it holds an earlier 'msmt data prepare' output")
-    p.add_argument("--max-bad-fraction", type=float, default=0.01,
+    p.add_argument("--max-bad-fraction", type=float, default=DEFAULT_MAX_BAD_FRACTION,
                    help="share of bad lines (malformed, wrong field count, non-integer id, NaN, bad label, failed "
                         "join) per input file that are skipped; above it the run fails and writes nothing "
-                        "(default 0.01, as the pipeline's; 0 = fail on any bad line)")
+                        f"(default {DEFAULT_MAX_BAD_FRACTION}, as the pipeline's; 0 = fail on any bad line)")
     p.add_argument("--progress-every", type=int, default=1_000_000, metavar="N",
                    help="print a progress line to stderr every N lines of a file (1000000)")
     p.add_argument("--country", metavar="CODE",

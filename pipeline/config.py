@@ -7,12 +7,12 @@ import glob
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from features.row_check import DEFAULT_MAX_BAD_FRACTION
 from features.spec import FeatureSpec, resolve_spec
 from pipeline.spans import CALIBRATION_SPLIT, EVAL_SPLIT, EVAL_SPLIT_MODES, SPAN_TOKEN, TRAIN_SPLIT, SpanPlan, \
     plan_spans
 
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-FORMATS = ("csv", "tfrecord", "parquet")
 
 
 class PipelineConfigError(ValueError):
@@ -38,7 +38,6 @@ class PipelineConfig:
         evaluation; the Trainer fits the probabilities' calibration on it.
       span: with ``{SPAN}`` in ``data`` (one directory or file per day, e.g. ``logs/span-{SPAN}/*.csv``): the span
         to evaluate (next-span) or read (hash), an integer or ``latest`` (the default: the highest span present).
-      min_auc: blessing threshold on the gated heads' overall AUC (shorthand for ``blessing.min_auc``).
       blessing: ``pipeline.eval_config.BlessingConfig`` keys: absolute thresholds and the tolerated AUC drop
         against the last blessed model, per head and scenario.
       tune: add TFX's Tuner before the Trainer: a KerasTuner random search over the model's search space
@@ -69,7 +68,6 @@ class PipelineConfig:
     eval_fraction: float = 0.2
     calibration_fraction: float = 0.1
     span: Optional[str] = None
-    min_auc: float = 0.5
     blessing: Dict[str, Any] = dataclasses.field(default_factory=dict)
     tune: bool = False
     max_trials: int = 8
@@ -77,7 +75,7 @@ class PipelineConfig:
     bulk_inference: bool = False
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
-    max_bad_fraction: float = 0.01
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
     shuffle_examples: bool = True
     max_scenario_shift: float = 0.1
 
@@ -111,15 +109,13 @@ class PipelineConfig:
 
     @property
     def data_format(self) -> str:
-        p = self.data.lower()
-        if p.endswith(".csv") or p.endswith(".csv*"):
-            return "csv"
-        if p.endswith(".parquet"):
-            return "parquet"
-        if ".tfrecord" in p or p.endswith(".gz"):
-            return "tfrecord"
-        raise PipelineConfigError(f"--data {self.data}: cannot tell the format from the file name; "
-                                  f"use a pattern ending in .csv, .parquet or .tfrecord[.gz]")
+        """``csv``, ``parquet`` or ``tfrecord`` (``features.formats``: from the pattern or the files it matches)."""
+        from features.formats import FormatError, detect_format
+
+        try:
+            return detect_format(_absolute(self.data).replace(SPAN_TOKEN, "*"), option=None)
+        except FormatError as e:
+            raise PipelineConfigError(f"--data {e}") from None
 
     def split_data_pattern(self) -> Tuple[str, str]:
         """(input_base, relative pattern) for ExampleGen: the base is the longest glob-free directory."""
@@ -202,10 +198,10 @@ class PipelineConfig:
         return outputs
 
     def blessing_config(self):
-        """The validated ``BlessingConfig``; ``min_auc`` is the default absolute threshold."""
+        """The validated ``BlessingConfig`` of the ``blessing`` keys (defaults: ``docs/evaluation.md``)."""
         from pipeline.eval_config import BlessingConfig
 
-        return BlessingConfig.from_dict(dict({"min_auc": self.min_auc}, **self.blessing), source="blessing")
+        return BlessingConfig.from_dict(self.blessing, source="blessing")
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -36,15 +36,15 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from features.fingerprint import file_sha256
-from pipeline.results import OVERALL, first_uri, newest_artifact, read_tfrecords, slice_name
+from features.fingerprint import LOCK_FILE, file_sha256
+from features.formats import iter_tfrecords_of_pattern
+from features.labels import ordered_heads
+from models.config import TRAIN_SUMMARY_FILE
+from pipeline.results import OVERALL, first_uri, newest_artifact, slice_name
 
 REPORT_DIR = "report"
 REPORT_JSON = "report.json"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOCK_FILE = os.path.join(REPO_ROOT, "requirements.lock")
-TRAIN_SUMMARY_FILE = "train_summary.json"  # written by models.trainer.run_fn into the Trainer's model_run
-HEAD_ORDER = ("ctr", "ctavr", "ctcvr", "xcvr", "cvr")
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 CALIBRATION_BINS = 15
@@ -242,7 +242,7 @@ class Evaluation:
     @property
     def heads(self) -> List[str]:
         found = {h for _, h, _ in self.metrics}
-        return [h for h in HEAD_ORDER if h in found] + sorted(found - set(HEAD_ORDER))
+        return list(ordered_heads(found))
 
     @property
     def slices(self) -> List[str]:
@@ -275,7 +275,7 @@ def read_evaluation(ref: EvaluationRef) -> Evaluation:
 
     metrics: Dict[Tuple[str, str, str], Dict[str, float]] = {}
     diffs: Dict[Tuple[str, str, str], Dict[str, float]] = {}
-    for rec in read_tfrecords(os.path.join(ref.eval_uri, "metrics*")):
+    for rec in iter_tfrecords_of_pattern(os.path.join(ref.eval_uri, "metrics*")):
         m = metrics_for_slice_pb2.MetricsForSlice.FromString(rec)
         if m.HasField("cross_slice_key"):
             continue
@@ -287,7 +287,7 @@ def read_evaluation(ref: EvaluationRef) -> Evaluation:
             target.setdefault((kv.key.model_name, kv.key.output_name, name), {})[kv.key.name] = \
                 kv.value.double_value.value
     plots: Dict[Tuple[str, str, str], Any] = {}
-    for rec in read_tfrecords(os.path.join(ref.eval_uri, "plots*")):
+    for rec in iter_tfrecords_of_pattern(os.path.join(ref.eval_uri, "plots*")):
         p = metrics_for_slice_pb2.PlotsForSlice.FromString(rec)
         if p.HasField("cross_slice_key"):
             continue
@@ -301,7 +301,7 @@ def read_evaluation(ref: EvaluationRef) -> Evaluation:
             else:
                 plots[key] = kv.value
     validation = None
-    for rec in read_tfrecords(os.path.join(ref.eval_uri, "validations*")):
+    for rec in iter_tfrecords_of_pattern(os.path.join(ref.eval_uri, "validations*")):
         validation = validation_result_pb2.ValidationResult.FromString(rec)
     eval_config, locations = None, {}
     cfg_path = os.path.join(ref.eval_uri, "eval_config.json")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import glob
 import math
 import os
-import struct
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from features.formats import iter_tfrecords_of_pattern
 from features.spec import FeatureSpec
 from features.synthetic import ORACLE_FOR_HEAD, oracle_auc
 
@@ -17,22 +17,6 @@ OVERALL = "overall"
 
 
 CANDIDATE_MODEL_NAMES = ("", "candidate")  # single-model evaluations use "", with a baseline "candidate"
-
-
-def read_tfrecords(pattern: str) -> Iterator[bytes]:
-    """Records of uncompressed TFRecord files (what TFMA writes), without TensorFlow; CRCs are not checked."""
-    for path in sorted(glob.glob(pattern)):
-        with open(path, "rb") as fh:
-            while True:
-                header = fh.read(12)  # uint64 length + uint32 masked crc of the length
-                if len(header) < 12:
-                    break
-                (length,) = struct.unpack("<Q", header[:8])
-                data = fh.read(length)
-                if len(data) < length:
-                    raise ValueError(f"{path}: truncated TFRecord")
-                fh.read(4)  # masked crc of the data
-                yield data
 
 
 def slice_name(slice_key) -> str:
@@ -52,7 +36,7 @@ def iter_tfma_metrics(eval_uri: str) -> Iterator[Tuple[str, str, str, str, bool,
     pattern = os.path.join(eval_uri, "metrics*")
     if not glob.glob(pattern):
         raise FileNotFoundError(f"{eval_uri}: no TFMA metrics files")
-    for rec in read_tfrecords(pattern):
+    for rec in iter_tfrecords_of_pattern(pattern):
         m = metrics_for_slice_pb2.MetricsForSlice.FromString(rec)
         name = slice_name(m.slice_key)
         for kv in m.metric_keys_and_values:

@@ -47,13 +47,15 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from features import formats
 from features import records
+from features.labels import ordered_heads
 from features.records import Column, to_example
 from features.spec import DTYPES, FeatureSpec, resolve_spec, spec_from_dict
 
 EXPORT_METADATA = os.path.join("assets.extra", "msmt_export.json")  # serving.signatures.export_metadata_path
 SIGNATURE = "serving_default"
-INPUT_FORMATS = ("csv", "tfrecord", "parquet")
+INPUT_FORMATS = formats.FORMATS
 OUTPUT_FORMATS = ("parquet", "csv", "tfrecord")
 OUTPUT_PREFIX = "scores"
 OUTPUT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "tfrecord": ".tfrecord.gz"}
@@ -62,7 +64,6 @@ MIN_BATCH_SIZE = 256  # RunInference batches: larger ones amortise the session c
 MAX_BATCH_SIZE = 1024
 PROGRESS_EVERY = 10_000
 METRICS_NAMESPACE = "msmt.score"
-HEAD_ORDER = ("ctr", "ctavr", "cvr", "ctcvr", "xcvr")
 _EXTENSIONS = ((".csv", "csv"), (".csv.gz", "csv"), (".parquet", "parquet"), (".pq", "parquet"),
                (".tfrecord", "tfrecord"), (".tfrecords", "tfrecord"), (".tfrecord.gz", "tfrecord"),
                (".tfrecords.gz", "tfrecord"), (".tfr", "tfrecord"))
@@ -142,7 +143,7 @@ def serving_heads(model_dir: str) -> Tuple[str, ...]:
     for graph in saved.meta_graphs:
         if "serve" in graph.meta_info_def.tags and SIGNATURE in graph.signature_def:
             names = list(graph.signature_def[SIGNATURE].outputs)
-            return tuple([h for h in HEAD_ORDER if h in names] + sorted(set(names) - set(HEAD_ORDER)))
+            return ordered_heads(names)
     raise ScoringError(f"{model_dir}: the SavedModel has no '{SIGNATURE}' signature under the 'serve' tag")
 
 
@@ -251,19 +252,11 @@ def _check_columns(path: str, present: Sequence[str], layout: ScoringLayout) -> 
 
 
 def detect_input_format(pattern: str, paths: Sequence[str]) -> str:
-    """``csv``, ``tfrecord`` or ``parquet`` from the pattern's or else the files' extension."""
-    def fmt(name: str) -> Optional[str]:
-        name = name.lower()
-        return next((f for ext, f in sorted(_EXTENSIONS, key=lambda e: -len(e[0])) if name.endswith(ext)), None)
-
-    found = fmt(pattern)
-    if found:
-        return found
-    formats = {fmt(p) for p in paths}
-    if len(formats) == 1 and None not in formats:
-        return formats.pop()
-    raise ScoringError(f"{pattern}: cannot tell the input format from the file names; "
-                       f"pass --input-format {'|'.join(INPUT_FORMATS)}")
+    """``csv``, ``tfrecord`` or ``parquet`` of the input (``features.formats.detect_format``)."""
+    try:
+        return formats.detect_format(pattern, paths, option="--input-format")
+    except formats.FormatError as e:
+        raise ScoringError(str(e)) from None
 
 
 def match_files(pattern: str) -> List[str]:

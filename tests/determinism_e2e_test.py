@@ -92,7 +92,7 @@ def two_runs(synthetic_run, tmp_path_factory):
     train.write_text(yaml.safe_dump(cfg["train"]))
     second = tmp / "run"
     args = ["run", "--data", cfg["data"], "--spec", cfg["spec"], "--output", str(second), "--model", cfg["model"],
-            "--train-config", str(train), "--seed", str(seed), "--min-auc", repr(cfg["min_auc"]),
+            "--train-config", str(train), "--seed", str(seed),
             "--max-bad-fraction", repr(cfg["max_bad_fraction"]), "--no-cache"]
     args += [f"--beam-arg={a}" for a in cfg["beam_args"]]
     if cfg.get("model_config"):

@@ -54,7 +54,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import yaml
 
-from features.row_check import RowChecker
+from features.row_check import DEFAULT_MAX_BAD_FRACTION, RowChecker
 from features.spec import FeatureSpec, load_spec, spec_from_dict
 
 SPLITS = ("train", "test")
@@ -62,7 +62,6 @@ IMPRESSIONS_FILE = "impressions.csv"
 SPEC_FILE = "spec.yaml"
 SUMMARY_FILE = "prepare_summary.json"
 WORK_DIR = "_work"                 # scratch files (SQLite) inside the staging directory, removed before the rename
-DEFAULT_MAX_BAD_FRACTION = 0.01    # the checked ExampleGen's default (pipeline --max-bad-fraction)
 DEFAULT_PROGRESS_EVERY = 1_000_000
 EXAMPLES_PER_REASON = 5            # bad-line examples kept per reason in the summary
 PRINTED_BAD_LINES = 10             # bad lines printed to stderr as they are met
