@@ -1,4 +1,5 @@
-"""SharedBottom: builds from config, learns on a fixed batch, config and SavedModel round trips."""
+"""SharedBottom specifics: its heads with and without an action label, config errors, its registry row. (Training
+steps, config and SavedModel round trips of every zoo model: models/zoo_test.py.)"""
 
 import pytest
 

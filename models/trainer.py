@@ -219,7 +219,6 @@ def run_fn(fn_args) -> None:
         "calibration": fitted["calibration"],
         "warm_start": warm,
         "seed": train_cfg.seed,
-        "deterministic": True,
         "lock_sha256": file_sha256(LOCK_FILE),
         "distribution": {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
                          "task_type": task_type, "task_id": task_id, "chief": is_chief,

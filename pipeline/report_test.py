@@ -194,19 +194,6 @@ def test_evaluate_cli_and_clear_error(run_dir, tmp_path, capsys):
         R.find_evaluation(str(tmp_path / "missing"))
 
 
-DEMO_RUN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "demo", "run")
-
-
-@pytest.mark.skipif(not os.path.exists(os.path.join(DEMO_RUN, "metadata.sqlite")),
-                    reason="needs the demo run (make demo): reads its ML Metadata")
-def test_report_of_the_demo_run_through_mlmd(tmp_path):
-    ref = R.find_evaluation(DEMO_RUN)
-    assert ref.source == "ML Metadata" and ref.blessed in (True, False)
-    text = open(R.write_report(DEMO_RUN, output_dir=str(tmp_path))).read()
-    assert "Verdict: **BLESSED**" in text or "Verdict: **NOT BLESSED**" in text
-    assert "| overall |" in text
-
-
 # ------------------------------------------------------------------------------------ reproducibility
 LOCK_SHA256 = hashlib.sha256(open(R.LOCK_FILE, "rb").read()).hexdigest() if os.path.exists(R.LOCK_FILE) else None
 FINGERPRINT = "split:single_split,num_files:3,total_bytes:1026404,xor_checksum:1795876124,sum_checksum:5387628372"

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving import check, signatures, warmup
-from serving.signatures_test import EXAMPLES, RAW_SPEC, SPEC, StubModel, StubTransformOutput
+from serving.testing import EXAMPLES, RAW_SPEC, SPEC, StubModel, StubTransformOutput
 
 
 class ScaledStub(StubModel):

@@ -10,23 +10,14 @@ import pytest
 from google.protobuf import text_format
 
 from serving import publish
+from serving.testing import fake_saved_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _fake_saved_model(path):
-    """A directory shaped like a SavedModel (publishing copies files; it does not parse them)."""
-    os.makedirs(os.path.join(path, "variables"))
-    for name, data in (("saved_model.pb", b"pb"), ("variables/variables.index", b"idx"),
-                       ("variables/variables.data-00000-of-00001", b"data")):
-        with open(os.path.join(path, name), "wb") as fh:
-            fh.write(data)
-    return str(path)
-
-
 @pytest.fixture
 def model_dir(tmp_path):
-    return _fake_saved_model(tmp_path / "export")
+    return fake_saved_model(tmp_path / "export")
 
 
 CRASH_CHILD = """

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from serving import warmup
 from serving.publish import publish_version
-from serving.publish_test import _fake_saved_model
+from serving.testing import fake_saved_model
 
 
 def _example(i):
@@ -43,7 +43,7 @@ def test_invalid_inputs_and_missing_file_fail_clearly(tmp_path):
 
 
 def test_publish_writes_warmup_into_the_version(tmp_path):
-    model_dir = _fake_saved_model(tmp_path / "export")
+    model_dir = fake_saved_model(tmp_path / "export")
     final = publish_version(model_dir, str(tmp_path / "serving"), "msmt", warmup_examples=[_example(0)], version=4)
     logs = warmup.read_warmup_requests(final)
     assert [log.predict_log.request.model_spec.name for log in logs] == ["msmt", "msmt"]

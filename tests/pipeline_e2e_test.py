@@ -112,6 +112,17 @@ def test_model_blessed_and_pushed_to_versioned_dir(synthetic_run):
     assert len(versions) == 1, versions
 
 
+def test_report_of_the_run_through_mlmd(synthetic_run, tmp_path):
+    """``msmt evaluate``'s path: the evaluation found through ML Metadata, its verdict and metrics table."""
+    from pipeline import report as R
+
+    _, out, _ = synthetic_run
+    ref = R.find_evaluation(str(out))
+    assert ref.source == "ML Metadata" and ref.blessed is True
+    text = open(R.write_report(str(out), output_dir=str(tmp_path))).read()
+    assert "Verdict: **BLESSED**" in text and "| ctcvr | overall |" in text and "## Blessing" in text
+
+
 def test_pushed_model_serves_serialized_examples(synthetic_run, tmp_path):
     _, out, _ = synthetic_run
     _, runs = _pipeline_states(str(out))

@@ -11,7 +11,7 @@ import pytest
 
 from features.datasets import aliccp
 from features.datasets.common import BadLine, PrepareError
-from features.datasets.common_test import RAW, SHARED_DATA, check_output
+from features.datasets.testing import RAW, SHARED_DATA, check_output
 from features.spec import resolve_spec
 
 FIXTURE = os.path.join(RAW, "aliccp")

@@ -12,7 +12,7 @@ import pytest
 
 from features.datasets import aliexpress
 from features.datasets.common import PrepareError
-from features.datasets.common_test import RAW, SHARED_DATA, check_output
+from features.datasets.testing import RAW, SHARED_DATA, check_output
 
 FIXTURE = os.path.join(RAW, "aliexpress")
 

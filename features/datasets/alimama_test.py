@@ -12,7 +12,7 @@ import pytest
 
 from features.datasets import alimama
 from features.datasets.common import PrepareError
-from features.datasets.common_test import RAW, check_output
+from features.datasets.testing import RAW, check_output
 
 FIXTURE = os.path.join(RAW, "alimama")
 TZ = datetime.timezone(datetime.timedelta(hours=8))

@@ -1,6 +1,6 @@
 """Shared adapter machinery: staged (atomic) output, overwrite rules, bad-line accounting, the written spec.
 
-:func:`check_output` is the check every adapter test applies to what it wrote: the spec loads, its columns are
+:func:`~features.datasets.testing.check_output` is the check every adapter test applies to what it wrote: the spec loads, its columns are
 exactly the header, every row passes the pipeline's row checker (0 bad rows), and the summary's counts are the
 rows in the files.
 """
@@ -13,44 +13,8 @@ import pytest
 
 from features.datasets import aliexpress, common
 from features.datasets.common import PrepareError
-from features.row_check import RowChecker, infer_column_types, split_csv_line
+from features.datasets.testing import RAW, SHARED_DATA, check_output
 from features.spec import load_spec
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RAW = os.path.join(REPO_ROOT, "tests", "data", "raw")
-SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
-
-
-def check_output(out):
-    """Load OUT/spec.yaml, row-check OUT/{train,test}/impressions.csv against it; returns (spec, summary, rows)
-    with rows[split] = list of {column: cell} dicts."""
-    spec = load_spec(os.path.join(out, common.SPEC_FILE))
-    with open(os.path.join(out, common.SUMMARY_FILE)) as fh:
-        summary = json.load(fh)
-    rows = {}
-    for split in common.SPLITS:
-        path = os.path.join(out, split, common.IMPRESSIONS_FILE)
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-        header = split_csv_line(lines[0])
-        assert header == summary["columns"]
-        assert sorted(header) == sorted(spec.raw_columns + list(spec.ignore)), (header, spec.raw_columns)
-        fields = [split_csv_line(line) for line in lines[1:]]
-        checker = RowChecker(spec, header, infer_column_types(spec, header, fields[:100]), path)
-        bad = [(i, r.problems) for i, r in enumerate((checker.check_line(line) for line in lines[1:]), 2)
-               if r.problems]
-        assert bad == [], bad[:3]
-        rows[split] = [dict(zip(header, f)) for f in fields]
-        assert len(rows[split]) == summary["rows_written"][split]
-        scen = spec.scenario.name
-        counts = {}
-        for r in rows[split]:
-            counts[r[scen]] = counts.get(r[scen], 0) + 1
-        assert counts == summary["scenarios"][split]
-    assert spec.scenario.values == tuple(summary["scenario_values"])
-    assert set(spec.scenario.values) == {r[spec.scenario.name] for s in rows.values() for r in s}
-    return spec, summary, rows
-
 
 def _ali_options(tmp_path, out, **kw):
     kw.setdefault("max_bad_fraction", 0.5)
