@@ -15,8 +15,8 @@ spans, hash splits, caching and MLMD behave exactly as CsvExampleGen's) reads ea
 
 Memory: TFX writes each split after a ``Reshuffle``, which the in-process DirectRunner materialises whole (a
 5M-row ExampleGen peaked at 13 GiB). With ``"shuffle": false`` this executor writes each split in reading order
-instead (:func:`_write_split_in_order`), and ExampleGen's memory no longer grows with the number of rows; the
-rows are still hash-partitioned into splits, and the Trainer shuffles within its buffer.
+instead (``pipeline.tfx_patches.splits_written_in_order``), and ExampleGen's memory no longer grows with the
+number of rows; the rows are still hash-partitioned into splits, and the Trainer shuffles within its buffer.
 
 Settings travel in the component's ``custom_config`` (a ``google.protobuf.Struct`` packed in
 ``example_gen_pb2.CustomConfig``): ``{"spec_json": <FeatureSpec.to_dict() as JSON>, "max_bad_fraction": x,
@@ -33,7 +33,6 @@ import os
 from typing import Any, Dict, Iterator, List, Optional
 
 import apache_beam as beam
-from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
@@ -44,6 +43,7 @@ from features.records import to_example_proto
 from features.row_check import DEFAULT_MAX_BAD_FRACTION, KINDS, LogFileError, RowChecker, infer_column_types, \
     split_csv_line
 from features.spec import FeatureSpec, spec_from_dict
+from pipeline.tfx_patches import splits_written_in_order
 
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_KEY = "_msmt_quarantine_dir"
@@ -247,29 +247,6 @@ def describe(q: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@beam.ptransform_fn
-def _write_split_in_order(example_split, output_split_path: str, output_format, exec_properties=None):
-    """TFX's ``write_split.WriteSplit`` for tf.Example TFRecords, without its ``Reshuffle``: a fused stage
-    that serialises and writes while the rows are read, so no runner holds the whole split in memory."""
-    del output_format, exec_properties
-    return (example_split
-            | "MaybeSerialize" >> beam.ParDo(write_split.MaybeSerialize())
-            | "Write" >> beam.io.WriteToTFRecord(os.path.join(output_split_path, write_split.DEFAULT_FILE_NAME),
-                                                 file_name_suffix=".gz"))
-
-
-@contextlib.contextmanager
-def _splits_written_in_order():
-    """Make the base executor's ``Do`` write its splits with :func:`_write_split_in_order` (it looks
-    ``write_split.WriteSplit`` up when it builds the Beam pipeline; restored afterwards)."""
-    original = write_split.WriteSplit
-    write_split.WriteSplit = _write_split_in_order
-    try:
-        yield
-    finally:
-        write_split.WriteSplit = original
-
-
 class Executor(BaseExampleGenExecutor):
     """FileBasedExampleGen executor for CSV impression logs with row checks and a quarantine."""
 
@@ -283,7 +260,7 @@ class Executor(BaseExampleGenExecutor):
         exec_properties = dict(exec_properties, **{QUARANTINE_KEY: quarantine})
         settings = read_custom_config(exec_properties)
         max_bad = settings["max_bad_fraction"]
-        with contextlib.nullcontext() if settings["shuffle"] else _splits_written_in_order():
+        with contextlib.nullcontext() if settings["shuffle"] else splits_written_in_order():
             super().Do(input_dict, output_dict, exec_properties)
         q = read_quarantine(examples.uri)
         text = describe(q)

@@ -1,0 +1,96 @@
+"""Every place msmt-rank changes TFX's own code, fenced here, for the TFX version it was written for.
+
+Each patch is a context manager that swaps one TFX function for the duration of one executor's ``Do`` and
+restores it afterwards, and each first checks the installed TFX version (:func:`check_tfx_version`): on a
+version the patches were not written for it raises :class:`UnsupportedTfxVersion` instead of silently doing
+something else. ``pipeline/tfx_patches_test.py`` shows, per patch, that TFX still needs it (the upstream
+behaviour is still there) and that the patch does what it says. When TFX is upgraded: run that test, drop the
+patches whose upstream change has landed, move :data:`SUPPORTED_TFX` on.
+
+Patches:
+
+* :func:`fixed_transform_batch_size` (used by ``pipeline.deterministic_transform``): TFX's Transform lets
+  tfx-bsl tune its input batch size by timing, so full-pass analyzers sum the same numbers in a different order
+  from run to run and z-scores differ in the last bits (two identical runs differed by up to 0.06 GAUC after
+  training). It would go away with a Transform option for a fixed batch size (``TransformProcessor.
+  _GetDesiredBatchSize`` is the only hook in TFX 1.21).
+* :func:`splits_written_in_order` (used by ``pipeline.checked_example_gen`` with ``--no-example-shuffle``):
+  ExampleGen's ``write_split.WriteSplit`` reshuffles every split, which Beam's in-process DirectRunner holds
+  in memory whole (13 GiB at 5M rows). It would go away with an ExampleGen option to write without the
+  ``Reshuffle``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+SUPPORTED_TFX = "1.21."
+
+
+class UnsupportedTfxVersion(RuntimeError):
+    """The installed TFX is not the version these patches were written for."""
+
+
+def check_tfx_version(version: str = None) -> str:
+    """The installed TFX version; :class:`UnsupportedTfxVersion` unless it is a :data:`SUPPORTED_TFX` release."""
+    if version is None:
+        import tfx
+
+        version = tfx.__version__
+    if not version.startswith(SUPPORTED_TFX):
+        raise UnsupportedTfxVersion(
+            f"pipeline/tfx_patches.py was written for TFX {SUPPORTED_TFX}x and TFX {version} is installed: check "
+            f"each patch against this TFX (pipeline/tfx_patches_test.py) before moving SUPPORTED_TFX")
+    return version
+
+
+@contextlib.contextmanager
+def fixed_transform_batch_size(batch_size: int):
+    """Transform's Beam input batches hold ``batch_size`` records wherever TFX would let tfx-bsl choose."""
+    check_tfx_version()
+    from tfx.components.transform import executor as transform_executor
+
+    processor = transform_executor.TransformProcessor
+    tuned = processor._GetDesiredBatchSize  # noqa: SLF001 - the one hook TFX has for the batch size
+
+    def fixed(self_, data_format, schema):
+        return tuned(self_, data_format, schema) or batch_size
+
+    processor._GetDesiredBatchSize = fixed
+    try:
+        yield
+    finally:
+        processor._GetDesiredBatchSize = tuned
+
+
+def _write_split_in_order():
+    import apache_beam as beam
+    from tfx.components.example_gen import write_split
+
+    @beam.ptransform_fn
+    def write_in_order(example_split, output_split_path: str, output_format, exec_properties=None):
+        """TFX's ``write_split.WriteSplit`` for tf.Example TFRecords, without its ``Reshuffle``: a fused stage
+        that serialises and writes while the rows are read, so no runner holds the whole split in memory."""
+        del output_format, exec_properties
+        return (example_split
+                | "MaybeSerialize" >> beam.ParDo(write_split.MaybeSerialize())
+                | "Write" >> beam.io.WriteToTFRecord(os.path.join(output_split_path, write_split.DEFAULT_FILE_NAME),
+                                                     file_name_suffix=".gz"))
+
+    return write_in_order
+
+
+@contextlib.contextmanager
+def splits_written_in_order():
+    """ExampleGen's ``Do`` writes its splits in reading order (it looks ``write_split.WriteSplit`` up when it
+    builds the Beam pipeline)."""
+    check_tfx_version()
+    from tfx.components.example_gen import write_split
+
+    original = write_split.WriteSplit
+    write_split.WriteSplit = _write_split_in_order()
+    try:
+        yield
+    finally:
+        write_split.WriteSplit = original

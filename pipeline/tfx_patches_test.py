@@ -1,0 +1,62 @@
+"""Each TFX patch: TFX still behaves the way that makes it necessary, the patch changes exactly that, and the
+original comes back. A failure after a TFX upgrade says which patch to revisit (pipeline/tfx_patches.py)."""
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from tfx.components.example_gen import write_split
+from tfx.components.transform import executor as transform_executor
+from tfx.proto import example_gen_pb2
+
+from pipeline import tfx_patches
+
+
+def test_other_tfx_versions_are_refused_loudly():
+    assert tfx_patches.check_tfx_version().startswith(tfx_patches.SUPPORTED_TFX)
+    with pytest.raises(tfx_patches.UnsupportedTfxVersion, match="written for TFX 1.21.x and TFX 1.22.0 is installed"):
+        tfx_patches.check_tfx_version("1.22.0")
+
+
+def test_transform_batch_size_is_still_left_to_tfx_bsl_and_the_patch_fixes_it():
+    processor = transform_executor.TransformProcessor
+    example = example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE
+    original = processor._GetDesiredBatchSize
+    # Still needed: for tf.Examples TFX returns no batch size, so tfx-bsl tunes it by timing.
+    assert original(object.__new__(processor), example, None) is None
+    with tfx_patches.fixed_transform_batch_size(1000):
+        assert processor._GetDesiredBatchSize(object.__new__(processor), example, None) == 1000
+    assert processor._GetDesiredBatchSize is original
+
+
+def _stage_labels(ptransform_factory, tmp_path):
+    """Labels of the stages a split writer adds to a pipeline (built, not run; Create's own stages left out)."""
+    p = beam.Pipeline()
+    _ = p | beam.Create([b"a"]) | "Write" >> ptransform_factory(str(tmp_path), example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+    labels = []
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            labels.append(node.full_label)
+
+        def visit_transform(self, node):
+            labels.append(node.full_label)
+
+    p.visit(Visitor())
+    return [label for label in labels if label.startswith("Write")]
+
+
+def test_example_gen_still_reshuffles_each_split_and_the_patch_writes_in_reading_order(tmp_path):
+    # Still needed: TFX's writer reshuffles (held in memory whole by the in-process runner).
+    assert "Write/Shuffle" in _stage_labels(write_split.WriteSplit, tmp_path / "tfx")  # a beam Reshuffle
+    original = write_split.WriteSplit
+    with tfx_patches.splits_written_in_order():
+        labels = _stage_labels(write_split.WriteSplit, tmp_path / "ours")
+        assert "Write/Shuffle" not in labels and "Write/MaybeSerialize" in labels, labels
+        with beam.Pipeline() as p:  # and it writes every record
+            _ = p | beam.Create([b"x", b"y"]) | write_split.WriteSplit(
+                str(tmp_path / "out"), example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+    assert write_split.WriteSplit is original
+    import tensorflow as tf
+    written = sorted(r.numpy() for r in tf.data.TFRecordDataset(
+        tf.io.gfile.glob(str(tmp_path / "out" / "*")), compression_type="GZIP"))
+    assert written == [b"x", b"y"]
