@@ -5,9 +5,10 @@
 #   tools/runtime.sh exec CMD ARGS   run CMD inside the runtime (builds it first when missing)
 #   tools/runtime.sh shell           interactive shell inside the runtime
 #   tools/runtime.sh info            print the mode, cache paths and lock hash
+#   tools/runtime.sh binds ARGS      print the host directories the path arguments ARGS need bound (bin/msmt)
 #   tools/runtime.sh clean           delete this lock file's cached runtime
 #
-# Modes (DESIGN.md section 9):
+# Modes (docs/runtime.md):
 #   venv    host glibc >= 2.39 and python3 3.10-3.13: a plain virtualenv in .venv (keyed by the lock hash).
 #   rootfs  otherwise: a Debian 13 (trixie) root filesystem made with debootstrap, cached outside the repo,
 #           entered with `unshare -m` + `chroot`, with the repo and ../shared bind-mounted at their own paths.
@@ -155,6 +156,24 @@ bind_list() {
   fi
 }
 
+# The host directories that path-like arguments need inside the rootfs: for every argument (or the value of a
+# --opt=value argument) that looks like a local path, the part before any glob character or {SPAN}, made
+# absolute, then its nearest existing directory (an output directory that does not exist yet binds its parent).
+# "/" is never bound; URIs (gs://...) are not paths.
+path_binds() {
+  local a v p
+  for a in "$@"; do
+    v="$a"
+    case "$a" in --*=*) v="${a#*=}" ;; esac
+    case "$v" in *://*) continue ;; /*|./*|../*|*/*) ;; *) [ -e "$v" ] || continue ;; esac
+    p="${v%%[*?[{]*}"
+    [ -n "$p" ] || continue
+    p="$(realpath -m -- "$p" 2>/dev/null)" || continue
+    while [ ! -d "$p" ] && [ "$p" != "/" ]; do p="$(dirname -- "$p")"; done
+    [ "$p" = "/" ] || printf '%s\n' "$p"
+  done
+}
+
 # Run "$@" inside the rootfs, in a private mount namespace (mounts vanish with the process).
 rootfs_run() {
   sync_host_files
@@ -242,6 +261,9 @@ case "$cmd" in
     ;;
   shell)
     if [ "$MODE" = venv ]; then ensure_venv; venv_run /bin/bash; else ensure_rootfs; rootfs_run /bin/bash; fi
+    ;;
+  binds)
+    path_binds "$@" | awk '!seen[$0]++'
     ;;
   info)
     echo "mode=$MODE"
