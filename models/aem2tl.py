@@ -78,16 +78,16 @@ class AEM2TL(MultiTaskRanker):
 
     def build_layers(self) -> None:
         c = self.config
-        S = self.embedding._dims.num_scenarios
+        num_scenarios = self.embedding.dims.num_scenarios
         self.tasks_order = list(self.heads.edges) if c.entire_space else list(DIRECT_EDGES)
         if c.scenario_cgc:
-            self.scenario_layer = ScenarioCGC(S, c.scenario_shared_experts, c.scenario_specific_experts,
+            self.scenario_layer = ScenarioCGC(num_scenarios, c.scenario_shared_experts, c.scenario_specific_experts,
                                               c.scenario_expert_units, c.per_scenario_shared_gate, c.dropout,
                                               name="scenario_cgc")
         if c.task_cgc:
-            self.task_layer = ScenarioTaskCGC(S, len(self.tasks_order), c.task_shared_experts, c.task_specific_experts,
+            self.task_layer = ScenarioTaskCGC(num_scenarios, len(self.tasks_order), c.task_shared_experts, c.task_specific_experts,
                                               c.task_expert_units, c.dropout, name="task_cgc")
-        self.towers = ScenarioTowers(S, len(self.tasks_order), c.tower_units, c.gamma, c.personalized_gate,
+        self.towers = ScenarioTowers(num_scenarios, len(self.tasks_order), c.tower_units, c.gamma, c.personalized_gate,
                                      c.share_towers_across_scenarios, c.dropout, name="towers")
 
     @classmethod

@@ -108,7 +108,7 @@ class MultiTaskRanker(tfrs.models.Model):
         }
         self.build_layers()
         self.edge_prior = EdgePrior(self.edge_names, name="edge_prior")
-        self.calibration = ScenarioCalibration(self.edge_names, self.embedding._dims.num_scenarios,
+        self.calibration = ScenarioCalibration(self.edge_names, self.embedding.dims.num_scenarios,
                                                name="calibration")
 
     @classmethod
@@ -198,7 +198,7 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def scenario_routing(self, inputs) -> tf.Tensor:
         """Routing weights ``[B, S]`` of each sample's scenario (``models.blocks.scenario.scenario_weights``)."""
-        dims = self.embedding._dims
+        dims = self.embedding.dims
         return scenario_weights(inputs[dims.scenario], dims.num_scenarios)
 
     def shared_layer_variables(self) -> List[tf.Variable]:
@@ -217,7 +217,7 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def scenario_index(self, inputs) -> tf.Tensor:
         """The transformed scenario id ``[B]`` (S = the unknown slot)."""
-        return inputs[self.embedding._dims.scenario]
+        return inputs[self.embedding.dims.scenario]
 
     def calibrate(self, dataset, steps: int = 400, learning_rate: float = 0.05, prior_rows: float = 1.0,
                   max_rows: int = 2_000_000, objective: str = "edges") -> Dict:

@@ -166,11 +166,11 @@ class EKTM(MultiTaskRanker):
             self.backbone = PLE(len(self.edges), c.num_levels, c.num_shared_experts, c.num_specific_experts,
                                 c.expert_units, c.dropout, c.l2, name="ple")
         else:
-            S = self.embedding._dims.num_scenarios
-            self.scenario_layer = ScenarioCGC(S, c.scenario_shared_experts, c.scenario_specific_experts,
+            num_scenarios = self.embedding.dims.num_scenarios
+            self.scenario_layer = ScenarioCGC(num_scenarios, c.scenario_shared_experts, c.scenario_specific_experts,
                                               c.scenario_expert_units, c.per_scenario_shared_gate, c.dropout,
                                               name="scenario_cgc")
-            self.backbone = ScenarioTaskCGC(S, len(self.edges), c.num_shared_experts, c.num_specific_experts,
+            self.backbone = ScenarioTaskCGC(num_scenarios, len(self.edges), c.num_shared_experts, c.num_specific_experts,
                                             c.expert_units, c.dropout, name="task_cgc")
         if self.targets:
             index = {e: i for i, e in enumerate(self.edges)}

@@ -77,7 +77,7 @@ class STAR(MultiTaskRanker):
 
     def build_layers(self) -> None:
         c = self.config
-        dims = self.embedding._dims
+        dims = self.embedding.dims
         self.num_scenarios = dims.num_scenarios
         self.pn = (PartitionedNormalization(dims.num_scenarios, momentum=c.norm_momentum,
                                             scenario_statistics=c.scenario_statistics, name="partitioned_norm")
@@ -92,11 +92,11 @@ class STAR(MultiTaskRanker):
                        for e in self.heads.edges}
 
     def _aux_input(self, embedded):
-        names = self.embedding.prior_names("scenario") or [self.embedding._dims.scenario]
+        names = self.embedding.prior_names("scenario") or [self.embedding.dims.scenario]
         return self.embedding.concat(embedded, names)
 
     def edge_logits(self, embedded, inputs, training=None):
-        scenario = inputs[self.embedding._dims.scenario]
+        scenario = inputs[self.embedding.dims.scenario]
         h = self.embedding.concat(embedded)
         if self.pn is not None:
             h = self.pn(h, scenario, training=training)
@@ -115,7 +115,7 @@ class STAR(MultiTaskRanker):
         (:meth:`~models.blocks.star.PartitionedNormalization.estimate_statistics`)."""
         if self.pn is None:
             return {}
-        scenario = self.embedding._dims.scenario
+        scenario = self.embedding.dims.scenario
         rows = self.pn.estimate_statistics(
             (self.embedding.concat(self.embedding(batch)), batch[scenario]) for batch in dataset)
         return {"partitioned_norm_statistics_rows": rows}

@@ -145,14 +145,14 @@ def fit_model(model, train_cfg, train_ds, validation_ds, finalize_ds, steps_per_
 
 def run_fn(fn_args) -> None:
     """Train and export. Called by the TFX Trainer (GenericExecutor)."""
-    cc: Dict[str, Any] = dict(fn_args.custom_config or {})
-    spec = spec_from_dict(cc["spec"], source="Trainer custom_config['spec']")
+    custom: Dict[str, Any] = dict(fn_args.custom_config or {})
+    spec = spec_from_dict(custom["spec"], source="Trainer custom_config['spec']")
     tuned = (getattr(fn_args, "hyperparameters", None) or {}).get("values", {})
     if tuned:  # the Tuner's best point (msmt run --tune)
-        cc["model_config"], cc["train"] = apply_hyperparameters(tuned, cc.get("model_config") or {},
-                                                                cc.get("train") or {})
+        custom["model_config"], custom["train"] = apply_hyperparameters(tuned, custom.get("model_config") or {},
+                                                                custom.get("train") or {})
         print(f"Trainer: tuned hyperparameters {tuned}", flush=True)
-    train_cfg = train_config(cc.get("model", "shared_bottom"), cc.get("train"),
+    train_cfg = train_config(custom.get("model", "shared_bottom"), custom.get("train"),
                              source="Trainer custom_config['train']")
     strategy = choose_strategy(train_cfg.distribution)  # first: multi-worker collectives are set up at start
     task_type, task_id, is_chief = worker_role(strategy)
@@ -169,12 +169,12 @@ def run_fn(fn_args) -> None:
                             train_cfg.seed)
 
     with strategy.scope():
-        model = build_model(cc.get("model", "shared_bottom"), dims.to_dict(), cc.get("model_config"),
+        model = build_model(custom.get("model", "shared_bottom"), dims.to_dict(), custom.get("model_config"),
                             with_action=has_action(spec), view_through=has_view_through(spec),
                             weighting=train_cfg.weighting, supervised_heads=train_cfg.supervised_heads)
         model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate))
         warm = "off"
-        if cc.get("warm_start"):
+        if custom.get("warm_start"):
             base = getattr(fn_args, "base_model", None)
             warm = warm_start(model, base, next(iter(eval_ds))) if base else "skipped: no blessed model yet"
             print(f"Trainer warm start: {warm}", flush=True)
@@ -204,7 +204,7 @@ def run_fn(fn_args) -> None:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     summary = {
-        "model": cc.get("model", "shared_bottom"),
+        "model": custom.get("model", "shared_bottom"),
         "train_seconds": fitted["train_seconds"],
         "history": fitted["history"],
         "steps": int(model.optimizer.iterations.numpy()),

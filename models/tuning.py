@@ -172,10 +172,10 @@ def tuner_fn(fn_args):
     from models.registry import train_config
     from models.trainer import input_dataset
 
-    cc = fn_args.custom_config or {}
-    spec = spec_from_dict(cc["spec"], source="Tuner custom_config['spec']")
-    model_name = cc.get("model", "shared_bottom")
-    fixed_train = dict(cc.get("train") or {})
+    custom = fn_args.custom_config or {}
+    spec = spec_from_dict(custom["spec"], source="Tuner custom_config['spec']")
+    model_name = custom.get("model", "shared_bottom")
+    fixed_train = dict(custom.get("train") or {})
     seed = train_config(model_name, fixed_train).seed
     tfo = tft.TFTransformOutput(fn_args.transform_graph_path)
     dims = input_dims(spec, tfo.vocabulary_size_by_name).to_dict()
@@ -185,8 +185,8 @@ def tuner_fn(fn_args):
 
     validation = input_dataset(fn_args.eval_files, tfo, 1024, False, 1, seed)
     finalize = input_dataset(fn_args.train_files, tfo, 1024, False, 1, seed)
-    tuner = make_tuner(model_name, spec, dims, train_ds_fn, validation, finalize, cc.get("model_config"), fixed_train,
-                       int(cc.get("max_trials", DEFAULT_MAX_TRIALS)), seed,
+    tuner = make_tuner(model_name, spec, dims, train_ds_fn, validation, finalize, custom.get("model_config"), fixed_train,
+                       int(custom.get("max_trials", DEFAULT_MAX_TRIALS)), seed,
                        directory=os.path.join(fn_args.working_dir or ".", "tuning"),
                        log=lambda m: print(m, flush=True))
     return TunerFnResult(tuner=tuner, fit_kwargs={})

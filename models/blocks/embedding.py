@@ -68,6 +68,11 @@ class FeatureEmbedding(keras.layers.Layer):
             out[name] = tf.reshape(x, [-1, 1])
         return out
 
+    @property
+    def dims(self) -> InputDims:
+        """The transformed inputs this embedding reads (tables, dense columns, scenario, prior groups)."""
+        return self._dims
+
     def concat(self, embedded: Dict[str, tf.Tensor], names: Optional[Sequence[str]] = None) -> tf.Tensor:
         """Concatenate the embeddings of ``names`` (default: the backbone inputs) into ``[batch, sum d]``."""
         names = self.backbone_names if names is None else names
