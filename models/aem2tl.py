@@ -85,7 +85,8 @@ class AEM2TL(MultiTaskRanker):
                                               c.scenario_expert_units, c.per_scenario_shared_gate, c.dropout,
                                               name="scenario_cgc")
         if c.task_cgc:
-            self.task_layer = ScenarioTaskCGC(num_scenarios, len(self.tasks_order), c.task_shared_experts, c.task_specific_experts,
+            self.task_layer = ScenarioTaskCGC(num_scenarios, len(self.tasks_order), c.task_shared_experts,
+                                              c.task_specific_experts,
                                               c.task_expert_units, c.dropout, name="task_cgc")
         self.towers = ScenarioTowers(num_scenarios, len(self.tasks_order), c.tower_units, c.gamma, c.personalized_gate,
                                      c.share_towers_across_scenarios, c.dropout, name="towers")
@@ -115,7 +116,8 @@ class AEM2TL(MultiTaskRanker):
         m = self.scenario_layer(x, weights, training=training) if c.scenario_cgc else x
         reps = self.task_layer(m, weights, training=training) if c.task_cgc else [m] * len(self.tasks_order)
         backbones = [x] * len(reps) if c.gate_input == "embedding" else reps
-        logits = self.towers(reps, self.embedding.prior_vector(embedded, ("user", "item", "scenario")), weights, backbones, training=training)
+        priors = self.embedding.prior_vector(embedded, ("user", "item", "scenario"))
+        logits = self.towers(reps, priors, weights, backbones, training=training)
         return dict(zip(self.tasks_order, logits))
 
     def shared_layer_variables(self):

@@ -170,7 +170,8 @@ class EKTM(MultiTaskRanker):
             self.scenario_layer = ScenarioCGC(num_scenarios, c.scenario_shared_experts, c.scenario_specific_experts,
                                               c.scenario_expert_units, c.per_scenario_shared_gate, c.dropout,
                                               name="scenario_cgc")
-            self.backbone = ScenarioTaskCGC(num_scenarios, len(self.edges), c.num_shared_experts, c.num_specific_experts,
+            self.backbone = ScenarioTaskCGC(num_scenarios, len(self.edges), c.num_shared_experts,
+                                            c.num_specific_experts,
                                             c.expert_units, c.dropout, name="task_cgc")
         if self.targets:
             index = {e: i for i, e in enumerate(self.edges)}
