@@ -51,6 +51,9 @@ from models.config import ModelConfig, parse_config, to_dict
 from models.losses.weighting import WeightingConfig, make_weighting
 
 
+AUX_PREFIX = "aux/"  # training-only outputs (edge probabilities, auxiliary heads); never served
+
+
 class MultiTaskRanker(tfrs.models.Model):
     """Shared machinery: embedding, heads, tasks, loss, config round trip.
 
@@ -68,6 +71,7 @@ class MultiTaskRanker(tfrs.models.Model):
     supports_action = True  # whether the model has the action edges when the data has an action label
     has_unclick_edge = True  # whether the model has the view-through conversion edge (conv_unclick)
     default_supervised = IMPRESSION_HEADS  # restricted to the served heads
+    training_outputs = False  # whether call(training=True) adds the aux/ outputs that auxiliary_loss reads
     # TrainConfig keys this model trains with unless the run's train config sets them (docs/defaults.md).
     train_defaults: Dict = {}
 
@@ -180,7 +184,8 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def edge_logits(self, embedded: Dict[str, tf.Tensor], inputs: Dict[str, tf.Tensor],
                     training=None) -> Dict[str, tf.Tensor]:
-        """Return ``{edge: logit [batch, 1]}`` for every edge in :attr:`edge_names`."""
+        """Return ``{edge: logit [batch, 1]}`` for every edge in :attr:`edge_names`, plus any auxiliary logits
+        under keys starting with ``AUX_PREFIX`` (returned as training outputs, see :meth:`call`)."""
         raise NotImplementedError
 
     def compose(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -207,9 +212,18 @@ class MultiTaskRanker(tfrs.models.Model):
 
     # ----------------------------------------------------------------- keras API
     def call(self, inputs: Dict[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
-        logits = self.calibration(self.uncalibrated_logits(inputs, training=training), self.scenario_index(inputs))
-        composed = self.compose({e: tf.sigmoid(z) for e, z in logits.items()})
-        return {k: composed[k] for k in self.output_keys}
+        """``{head: probability}``; in training, a model with ``training_outputs`` also returns every edge's
+        probability (``aux/edge/<edge>``) and the sigmoid of its auxiliary logits (``aux/<name>``), which its
+        :meth:`auxiliary_loss` reads: Keras outputs rather than state kept between calls."""
+        raw = self.edge_logits(self.embedding(inputs), inputs, training=training)
+        logits = self.calibration(self.edge_prior(raw), self.scenario_index(inputs))
+        probs = {e: tf.sigmoid(z) for e, z in logits.items()}
+        composed = self.compose(probs)
+        out = {k: composed[k] for k in self.output_keys}
+        if training and self.training_outputs:
+            out.update({f"{AUX_PREFIX}edge/{e}": p for e, p in probs.items()})
+            out.update({k: tf.sigmoid(tf.cast(v, tf.float32)) for k, v in raw.items() if k.startswith(AUX_PREFIX)})
+        return out
 
     def uncalibrated_logits(self, inputs, training=None) -> Dict[str, tf.Tensor]:
         """``{edge: logit}`` before the calibration: the model's edge logits plus the edge priors."""

@@ -61,10 +61,9 @@ import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
-from tensorflow.python.trackable.data_structures import NoDependency
 
 from features.labels import HEAD_TARGETS, label_key
-from models.base import MultiTaskRanker
+from models.base import AUX_PREFIX, MultiTaskRanker
 from models.blocks.cgc import PLE
 from models.blocks.ektm import (KnowledgeRouter, KnowledgeTransmitter, binary_crossentropy, enhancement_loss,
                                 funnel_dependencies)
@@ -78,6 +77,9 @@ ALL_EDGES = BASE_EDGES + ACTION_EDGES
 # Edge -> the entire-space head whose event it leads to (and whose label supervises it).
 ENTIRE_SPACE_HEAD = {"click": "ctr", "action": "ctavr", "conv_click": "ctcvr", "conv_action": "ctcvr",
                      "conv_unclick": "xcvr"}
+
+
+SELF_PREFIX = AUX_PREFIX + "self/"  # the enhancer's no-transfer heads, a training output per receiving edge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +162,6 @@ class EKTM(MultiTaskRanker):
     def build_layers(self) -> None:
         c = self.config
         self.edges = list(self.heads.edges)
-        self.dependencies = NoDependency(self._dependency_graph())
         self.targets = [e for e in c.transmit_to if e in self.edges]
         if c.backbone == "ple":
             self.backbone = PLE(len(self.edges), c.num_levels, c.num_shared_experts, c.num_specific_experts,
@@ -188,8 +189,16 @@ class EKTM(MultiTaskRanker):
             if c.enhance:
                 self.self_heads = EdgeTowers(self.targets, c.tower_units, c.dropout, c.l2, name="self_heads")
         self.towers = EdgeTowers(self.edges, c.tower_units, c.dropout, c.l2, name="towers")
-        # Tensors of the latest forward pass that auxiliary_loss needs (not tracked, not saved).
-        self._forward_cache = NoDependency({})
+
+    @property
+    def training_outputs(self) -> bool:
+        """The enhancer reads every edge's probability and the self heads' from the training outputs."""
+        return bool(self.config.enhance and self.targets)
+
+    @property
+    def dependencies(self) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, Tuple[str, ...]]]:
+        """(sequential, parallel) sources per receiving edge (computed from the config; not a tracked state)."""
+        return self._dependency_graph()
 
     def _dependency_graph(self) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, Tuple[str, ...]]]:
         """(sequential, parallel) sources per target, restricted to the model's edges."""
@@ -242,20 +251,13 @@ class EKTM(MultiTaskRanker):
         return out
 
     def edge_logits(self, embedded, inputs, training=None) -> Dict[str, tf.Tensor]:
+        """The edge logits and, in training with the enhancer on, the self heads' logits (``aux/self/<edge>``)."""
         reps = self.backbone_representations(embedded, inputs, training=training)
         logits = self.towers(self.transfer(reps, training=training), training=training)
-        cache = self._forward_cache
-        cache.clear()
-        if self.config.enhance and self.targets:
+        if training and self.training_outputs:
             self_logits = self.self_heads({t: reps[t] for t in self.targets}, training=training)
-            cache["self_probs"] = {t: tf.sigmoid(tf.cast(v, tf.float32)) for t, v in self_logits.items()}
+            logits.update({f"{SELF_PREFIX}{t}": v for t, v in self_logits.items()})
         return logits
-
-    def compose(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        out = self.heads(edge_probs)
-        self._forward_cache["edge_probs"] = edge_probs
-        self._forward_cache["ctr"] = out["ctr"]
-        return out
 
     # ----------------------------------------------------------------- losses
     def _head_with(self, edge_probs, edge: str, prob: tf.Tensor) -> tf.Tensor:
@@ -263,28 +265,26 @@ class EKTM(MultiTaskRanker):
         probs = {e: (prob if e == edge else tf.stop_gradient(p)) for e, p in edge_probs.items()}
         return self.heads(probs)[ENTIRE_SPACE_HEAD[edge]]
 
-    def enhancement_terms(self, inputs) -> Dict[str, tf.Tensor]:
-        """``{edge: (hinge, self BCE)}`` of the latest forward pass (enhance on)."""
-        cache = self._forward_cache
-        edge_probs, self_probs = cache["edge_probs"], cache["self_probs"]
+    def enhancement_terms(self, inputs, outputs) -> Dict[str, tf.Tensor]:
+        """``{edge: (hinge, self BCE)}`` from the training outputs of one forward pass (enhance on)."""
+        edge_probs = {e: outputs[f"{AUX_PREFIX}edge/{e}"] for e in self.edges}
         terms = {}
         for t in self.targets:
             head = ENTIRE_SPACE_HEAD[t]
             y = tf.reshape(tf.cast(inputs[label_key(HEAD_TARGETS[head])], tf.float32), [-1, 1])
             p_main = self._head_with(edge_probs, t, edge_probs[t])
-            p_self = self._head_with(edge_probs, t, self_probs[t])
+            p_self = self._head_with(edge_probs, t, outputs[f"{SELF_PREFIX}{t}"])
             terms[t] = (enhancement_loss(y, p_main, p_self), tf.reduce_mean(binary_crossentropy(y, p_self)))
         return terms
 
     def auxiliary_loss(self, inputs, outputs, training=None) -> tf.Tensor:
+        """The funnel-order term on the heads, plus, when ``outputs`` are training outputs, the enhancer's."""
         c = self.config
         total = tf.constant(0.0)
         for down, up in self.funnel_pairs():
             total += c.lambda_cal * calibrator_loss(outputs[down], outputs[up])
-        if c.enhance and self.targets:
-            if self._forward_cache.get("ctr") is not outputs["ctr"]:
-                raise ValueError("EKTM.auxiliary_loss needs the outputs of the model's latest call")
-            for hinge, self_bce in self.enhancement_terms(inputs).values():
+        if self.training_outputs and f"{AUX_PREFIX}edge/{self.edges[0]}" in outputs:
+            for hinge, self_bce in self.enhancement_terms(inputs, outputs).values():
                 total += c.lambda_enh * hinge + c.lambda_self * self_bce
         return total
 

@@ -80,21 +80,21 @@ def test_enhancement_terms_and_auxiliary_loss():
     model = _model()
     batch = tiny_batch(64)
     out = model(batch, training=True)
-    terms = model.enhancement_terms(batch)
+    assert {f"aux/self/{t}" for t in model.targets} <= set(out) and "aux/edge/click" in out
+    assert not any(k.startswith("aux/") for k in model(batch))  # inference and serving: the heads only
+    terms = model.enhancement_terms(batch, out)
     assert set(terms) == set(model.targets)
     total = 0.0
     for hinge, self_bce in terms.values():
         assert float(hinge) >= 0.0 and float(self_bce) > 0.0
         total += 0.1 * float(hinge) + 1.0 * float(self_bce)
     assert float(model.auxiliary_loss(batch, out)) == pytest.approx(total, rel=1e-5)  # lambda_cal term is 0
-    with pytest.raises(ValueError, match="latest call"):
-        model.auxiliary_loss(batch, dict(out, ctr=tf.identity(out["ctr"])))
+    assert float(model.auxiliary_loss(batch, model(batch))) == 0.0  # no training outputs: no enhancer term
     # gate closed and self heads = main towers: p_t == p_t^self, so the hinge is exactly 0
     for t in model.targets:
         model.transmitters[t].force_zero_gate = True
         model.self_heads.towers[t].set_weights(model.towers.towers[t].get_weights())
-    model(batch)
-    for hinge, _ in model.enhancement_terms(batch).values():
+    for hinge, _ in model.enhancement_terms(batch, model(batch, training=True)).values():
         assert float(hinge) == 0.0
 
 
@@ -125,19 +125,19 @@ def test_stop_gradient_keeps_conversion_out_of_click_representation(stop):
 
 def test_ablations_change_variables_as_documented_and_train():
     full = _model()
-    full(tiny_batch(8))
+    full(tiny_batch(8), training=True)  # the self heads are built by the first training call
     base = _names(full)
     assert any("router" in n for n in base) and any("transmitter" in n for n in base)
     assert any("self_heads" in n for n in base)
 
     no_router = _model(router=False)
-    no_router(tiny_batch(8))
+    no_router(tiny_batch(8), training=True)
     assert no_router.router.trainable_variables == []  # uniform average over the allowed sources
     assert base - _names(no_router) == _names(full.router)
     assert _names(no_router) < base
 
     no_tx = _model(transmitter=False)
-    no_tx(tiny_batch(8))
+    no_tx(tiny_batch(8), training=True)
     assert not hasattr(no_tx, "transmitters")
     assert base - _names(no_tx) == set().union(*(_names(t) for t in full.transmitters.values()))
     # the receiving towers read [h_t ; r_t]: 16 + heads * key_dim = 32 inputs instead of 16
@@ -145,7 +145,7 @@ def test_ablations_change_variables_as_documented_and_train():
     assert no_tx.towers.towers["click"].hidden[0].kernel.shape[0] == 16
 
     no_enh = _model(enhance=False)
-    no_enh(tiny_batch(8))
+    no_enh(tiny_batch(8), training=True)
     assert not hasattr(no_enh, "self_heads")
     assert base - _names(no_enh) == _names(full.self_heads)
     assert float(no_enh.auxiliary_loss(None, no_enh(tiny_batch(8)))) == 0.0

@@ -69,7 +69,7 @@ def warm_start(model, base_model_dir: str, sample_batch) -> str:
     path = os.path.join(base_model_dir, "variables", "variables")
     if not tf.io.gfile.exists(path + ".index"):
         return f"skipped: no SavedModel variables at {path}"
-    model(sample_batch, training=False)  # create every variable before restoring
+    model(sample_batch, training=True)  # create every variable (training-only heads too) before restoring
     try:
         model.load_weights(path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as err:
