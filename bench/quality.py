@@ -78,12 +78,20 @@ ABLATIONS = {
 }
 
 
-def variants(models: Sequence[str], ablations: bool) -> Dict[str, Variant]:
+def variants(models: Sequence[str], ablations: bool, only: Sequence[str] = ()) -> Dict[str, Variant]:
+    """The benchmarked rows: every model at its defaults, plus its ablation rows; ``only`` names ablation rows
+    to run instead (e.g. ``aem2tl-paper_losses``)."""
+    rows = {name: v for per_model in ABLATIONS.values() for name, v in per_model.items()}
+    if only:
+        unknown = [v for v in only if v not in rows]
+        if unknown:
+            raise SystemExit(f"unknown variant {unknown[0]!r}; known: {', '.join(sorted(rows))}")
+        return {v: rows[v] for v in only}
     out = {m: Variant(m, note="defaults") for m in models}
     if ablations:
-        for base, rows in ABLATIONS.items():
+        for base, per_model in ABLATIONS.items():
             if base in models:
-                out.update(rows)
+                out.update(per_model)
     return out
 
 
@@ -529,6 +537,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--no-ablations", dest="ablations", action="store_false",
                    help="skip the AEM2TL / EKTM ablation variants")
+    p.add_argument("--variants", nargs="+", default=[],
+                   help="run only these ablation rows (e.g. aem2tl-paper_losses), at the tuned point of their model")
     p.add_argument("--tune", action="store_true",
                    help="tune every model first with the same budget (models.tuning; OUTPUT/tuning.json), then run "
                         "the seeds with each model's best point")
@@ -538,7 +548,7 @@ def main(argv=None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs already in OUTPUT/runs.jsonl")
     args = p.parse_args(argv)
-    args.variants = variants(args.models, args.ablations)
+    args.variants = variants(args.models, args.ablations, args.variants)
     os.makedirs(args.output, exist_ok=True)
     t0 = time.time()
     paths = prepare(args)
