@@ -33,11 +33,13 @@ lock: runtime
 clean-demo:
 	rm -rf "$(DEMO_DIR)"
 
-# Quality benchmark (not part of `make test`): every model x 3 seeds, >= 1M impressions, later span as test.
+# Quality benchmark (not part of `make test`): every model tuned with the same budget, then 5 seeds on 1M impressions,
+# tested on the next span (docs/benchmarks.md). A few hours on 2 cores; BENCH_ARGS="--rows 200000 --seeds 1" for a look.
+BENCH_QUALITY_ARGS ?= --tune --seeds 5
 BENCH_ARGS ?=
 .PHONY: bench-quality
 bench-quality: runtime
-	$(PY) bench/quality.py $(BENCH_ARGS)
+	$(PY) bench/quality.py $(BENCH_QUALITY_ARGS) $(BENCH_ARGS)
 
 # Serving benchmark (not part of `make test`): serving_default latency per batch size, batch-scoring rows/s.
 # Uses the newest model of `make demo` unless BENCH_ARGS="--model DIR"; report in build/bench-serving/report.md.
