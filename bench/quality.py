@@ -218,7 +218,8 @@ def gate_noise(output: str, targets: Dict[str, np.ndarray], scen: np.ndarray, ma
 def tune(args, spec, dims, dataset) -> Dict:
     """Every model gets the same search (``--max-trials`` random-search trials, ``models.tuning``): trials train
     on the training spans' ``train`` split and are scored (and calibrated) on their ``eval`` split, never on
-    the test span. Results are kept in ``OUTPUT/tuning.json`` (resumed per model)."""
+    the test span. Results are kept in ``OUTPUT/tuning.json`` (resumed per model, and an interrupted search
+    resumes from its completed trials)."""
     from models.tuning import search
 
     path = os.path.join(args.output, "tuning.json")
@@ -233,7 +234,7 @@ def tune(args, spec, dims, dataset) -> Dict:
         t0 = time.time()
         result = search(name, spec, dims, lambda cfg: train.shuffle(64, seed=0), held_out, train,
                         max_trials=args.max_trials, seed=0, directory=os.path.join(args.output, "tuning"),
-                        log=lambda m: print(m, flush=True))
+                        log=lambda m: print(m, flush=True), resume=True)
         done[name] = dict(result, seconds=time.time() - t0)
         print(f"tuned {name}: {result['values']} (NE {result['objective']:.5f}, {done[name]['seconds']:.0f}s)",
               flush=True)

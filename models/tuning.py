@@ -117,8 +117,11 @@ def _tuner_class():
 def make_tuner(model_name: str, spec, input_dims: Dict, train_ds_fn: Callable, validation_ds: Iterable,
                finalize_ds: Iterable, fixed_model: Optional[Dict] = None, fixed_train: Optional[Dict] = None,
                max_trials: int = DEFAULT_MAX_TRIALS, seed: int = 0, directory: str = "tuning",
-               log: Callable[[str], None] = print):
+               log: Callable[[str], None] = print, resume: bool = False):
     """A KerasTuner random search over model ``model_name``'s space; ``tuner.search()`` runs it.
+
+    ``resume=True`` keeps the trials already in ``directory`` (KerasTuner reloads its oracle and re-runs an
+    interrupted trial) instead of starting over.
 
     ``train_ds_fn(train_config)`` returns the training batches for a trial's train config (batch size and
     epochs), ``validation_ds`` the held-out batches (calibration and score), ``finalize_ds`` training batches
@@ -146,16 +149,17 @@ def make_tuner(model_name: str, spec, input_dims: Dict, train_ds_fn: Callable, v
 
     oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective(OBJECTIVE, direction="min"),
                                                     max_trials=max_trials, seed=seed)
-    return _tuner_class()(oracle, trial, directory=directory, project_name=model_name, overwrite=True)
+    return _tuner_class()(oracle, trial, directory=directory, project_name=model_name,
+                                 overwrite=not resume)
 
 
 def search(model_name: str, spec, input_dims: Dict, train_ds_fn: Callable, validation_ds: Iterable,
            finalize_ds: Iterable, fixed_model: Optional[Dict] = None, fixed_train: Optional[Dict] = None,
            max_trials: int = DEFAULT_MAX_TRIALS, seed: int = 0, directory: str = "tuning",
-           log: Callable[[str], None] = print) -> Dict[str, Any]:
+           log: Callable[[str], None] = print, resume: bool = False) -> Dict[str, Any]:
     """Run the search; returns ``{"values": best point, "objective": its NE, "trials": [(values, NE)]}``."""
     tuner = make_tuner(model_name, spec, input_dims, train_ds_fn, validation_ds, finalize_ds, fixed_model,
-                       fixed_train, max_trials, seed, directory, log)
+                       fixed_train, max_trials, seed, directory, log, resume)
     tuner.search()
     trials = [(dict(t.hyperparameters.values), t.score) for t in tuner.oracle.trials.values() if t.score is not None]
     best = tuner.get_best_hyperparameters(1)[0]
