@@ -22,5 +22,7 @@ from models.config import ModelConfig
 class ESM2(EdgeTowersRanker):
     config_class = ModelConfig
     reference = "Wen et al., Entire Space Multi-Task Modeling via Post-Click Behavior Decomposition (ESM2), SIGIR 2020"
+    # tuned on the 1M-row synthetic log (docs/defaults.md)
+    train_defaults = {"learning_rate": 0.004, "epochs": 1, "weighting": {"strategy": "gradnorm"}}
     has_unclick_edge = False
     default_supervised = ("ctr", "ctavr", "ctcvr")

@@ -20,6 +20,8 @@ from models.config import ModelConfig
 class ESMM(EdgeTowersRanker):
     config_class = ModelConfig
     reference = "Ma et al., Entire Space Multi-Task Model (ESMM), SIGIR 2018"
+    # tuned on the 1M-row synthetic log (docs/defaults.md)
+    train_defaults = {"learning_rate": 0.004, "epochs": 1, "weighting": {"strategy": "gradnorm"}}
     supports_action = False
     has_unclick_edge = False
     default_supervised = ("ctr", "ctcvr")

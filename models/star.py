@@ -55,6 +55,7 @@ class STARConfig(ModelConfig):
     the auxiliary network. ``partitioned_norm`` / ``auxiliary``: ablation switches. ``norm_momentum``,
     ``scenario_statistics``: partitioned normalization's moving-average momentum and per-scenario moments."""
 
+    embedding_dim: int = 32  # tuned (docs/defaults.md)
     star_units: Tuple[int, ...] = (128, 64)
     aux_units: Tuple[int, ...] = (32,)
     partitioned_norm: bool = True
@@ -74,6 +75,8 @@ class STAR(MultiTaskRanker):
     config_class = STARConfig
     reference = ("Sheng et al., One Model to Serve All: Star Topology Adaptive Recommender for Multi-Domain "
                  "CTR Prediction, CIKM 2021")
+    # tuned on the 1M-row synthetic log (docs/defaults.md)
+    train_defaults = {"learning_rate": 0.001, "epochs": 2, "weighting": {"strategy": "gradnorm"}}
 
     def build_layers(self) -> None:
         c = self.config
