@@ -56,8 +56,9 @@ def _print_generator_summary(summary) -> None:
 
 # ---------------------------------------------------------------------------- run
 def _pipeline_config(args):
-    from models.config import load_yaml
-    from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+    from models.config import ConfigError, load_yaml
+    from pipeline.config import PipelineConfigError
+    from pipeline.eval_config import BlessingConfigError
 
     model_config = load_yaml(args.model_config) if args.model_config else {}
     train = load_yaml(args.train_config) if args.train_config else {}
@@ -69,6 +70,24 @@ def _pipeline_config(args):
     for key in ("min_auc", "max_auc_drop"):
         if getattr(args, key, None) is not None:
             blessing[key] = getattr(args, key)
+    try:
+        config = _build_pipeline_config(args, model_config, train, blessing)
+        config.model_outputs()  # model, train and weighting configs (the data is checked when the run starts)
+        config.blessing_config()
+        return config
+    except (ConfigError, PipelineConfigError, BlessingConfigError) as e:
+        # name the file the bad key came from (the configs are checked before any component runs)
+        files = {"model config": args.model_config, "train config": args.train_config,
+                 "blessing": getattr(args, "blessing", None)}
+        for source, path in files.items():
+            if path and str(e).startswith(source):
+                raise type(e)(f"{path}: {e}") from None
+        raise
+
+
+def _build_pipeline_config(args, model_config, train, blessing):
+    from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+
     return PipelineConfig(data=args.data, spec=args.spec, output=args.output, model=args.model,
                           model_config=model_config, train=train, blessing=blessing,
                           span=getattr(args, "span", None), eval_split=args.eval_split,

@@ -117,6 +117,7 @@ def test_no_example_shuffle_reaches_the_example_gen_config(tmp_path):
     from pipeline.cli import _pipeline_config, build_parser
     from pipeline.pipeline import create_pipeline
 
+    (tmp_path / "d.csv").write_text("x\n1\n")
     base = ["run", "--data", str(tmp_path / "*.csv"), "--spec", "synthetic", "--output", str(tmp_path / "out")]
     for extra, expected in (([], True), (["--no-example-shuffle"], False)):
         config = _pipeline_config(build_parser().parse_args(base + extra))
@@ -125,3 +126,21 @@ def test_no_example_shuffle_reaches_the_example_gen_config(tmp_path):
         custom = gen.exec_properties["custom_config"]
         settings = checked_example_gen.read_custom_config({"custom_config": custom})
         assert settings["shuffle"] is expected
+
+
+@pytest.mark.parametrize("flag, text, key", [
+    ("--model-config", "embedding_dimm: 8\n", "embedding_dimm"),
+    ("--train-config", "learning_rate: 0.01\nepoch: 2\n", "epoch"),
+    ("--train-config", "weighting: {strategy: gradnrom}\n", "gradnrom"),
+    ("--blessing", "max_auc_dropp: 0.01\n", "max_auc_dropp"),
+])
+def test_a_typo_in_a_config_file_fails_before_any_component_naming_file_and_key(tmp_path, capsys, flag, text, key):
+    data = tmp_path / "d.csv"
+    data.write_text("x\n1\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    code = main(["run", "--data", str(data), "--spec", "synthetic", "--output", str(tmp_path / "out"), flag, str(bad)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and key in err, err
+    assert not (tmp_path / "out").exists()  # nothing ran
