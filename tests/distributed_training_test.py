@@ -22,8 +22,9 @@ from tests.helpers import child_env, pipeline_outputs, run_python
 
 STEPS = 12
 BATCH = 128
+# dropout off (here and in SharedBottom): replicas and workers draw other dropout masks than one device
 AEM2TL_SMALL = {"scenario_shared_experts": 2, "scenario_specific_experts": 1, "scenario_expert_units": [32],
-                "task_shared_experts": 1, "task_expert_units": [16], "tower_units": [16]}
+                "task_shared_experts": 1, "task_expert_units": [16], "tower_units": [16], "dropout": 0.0}
 
 # argv: result, transform, examples, raw, out_root, JSON list of runs [{name, model, model_config, train}],
 # logical CPU devices (0 = leave the CPU as it is).
@@ -65,7 +66,7 @@ def _aem2tl_run(name, **train):
 
 
 def _shared_bottom_run(name, **train):
-    return {"name": name, "model": "shared_bottom", "steps": STEPS,
+    return {"name": name, "model": "shared_bottom", "model_config": {"dropout": 0.0}, "steps": STEPS,
             "train": dict({"batch_size": BATCH, "seed": 11}, **train)}
 
 
@@ -129,7 +130,8 @@ from features.spec import resolve_spec
 from tests.helpers import trainer_fn_args
 transform, examples, out_dir, run = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 a = trainer_fn_args(transform, examples, out_dir,
-                    {"spec": resolve_spec("synthetic").to_dict(), "model": run["model"], "train": run["train"]},
+                    {"spec": resolve_spec("synthetic").to_dict(), "model": run["model"],
+                     "model_config": run["model_config"], "train": run["train"]},
                     train_steps=run["steps"], eval_steps=2)
 run_fn(a)
 """
