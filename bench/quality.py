@@ -74,6 +74,8 @@ ABLATIONS = {
         "ektm-no_router": Variant("ektm", {"router": False}, note="w/o router (uniform mean over sources)"),
         "ektm-no_transmitter": Variant("ektm", {"transmitter": False}, note="w/o transmitter"),
         "ektm-no_enhance": Variant("ektm", {"enhance": False}, note="w/o enhanced module"),
+        "ektm-embedding_32": Variant("ektm", {"embedding_dim": 32},
+                                     note="embedding 32 (the size the PLE baseline was tuned to)"),
     },
 }
 
@@ -308,8 +310,10 @@ def evaluate(args, paths) -> Dict:
                 continue
             if args.report_only:
                 continue
+            # the tuned point, then the variant's one change (a variant key wins over a tuned value)
             model_cfg, train_keys = apply_hyperparameters(
-                results["tuning"].get(variant.model, {}).get("values", {}), variant.config, variant.train)
+                results["tuning"].get(variant.model, {}).get("values", {}), {}, {})
+            model_cfg, train_keys = dict(model_cfg, **variant.config), dict(train_keys, **variant.train)
             cfg = train_config(variant.model, dict(train_keys, seed=seed, **overrides))
             keras.utils.set_random_seed(seed)
             model = build_model(variant.model, dims, model_cfg, with_action=has_action(spec),
