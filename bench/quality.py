@@ -58,7 +58,7 @@ class Variant:
     note: str = ""
 
 
-# Ablation rows (docs/models.md): each changes exactly one part of the model's default configuration.
+# Ablation rows (docs/models.md): each changes one part of the model's tuned point (the last EKTM row two).
 ABLATIONS = {
     "aem2tl": {
         "aem2tl-no_scenario_cgc": Variant("aem2tl", {"scenario_cgc": False}, note="w/o Scenario-CGC"),
@@ -76,6 +76,9 @@ ABLATIONS = {
         "ektm-no_enhance": Variant("ektm", {"enhance": False}, note="w/o enhanced module"),
         "ektm-embedding_32": Variant("ektm", {"embedding_dim": 32},
                                      note="embedding 32 (the size the PLE baseline was tuned to)"),
+        "ektm-embedding_32-no_transfer": Variant("ektm", {"embedding_dim": 32, "router": False, "transmitter": False,
+                                                          "enhance": False},
+                                                 note="embedding 32, no router, transmitter or enhancer"),
     },
 }
 
