@@ -457,9 +457,11 @@ def report(results: Dict, out: str) -> str:
 
     def stat(model, key, metric):
         vals = [r["metrics"][key][metric] for r in runs if r["model"] == model and key in r["metrics"]]
-        return (float(np.mean(vals)), float(np.std(vals))) if vals else (float("nan"), float("nan"))
+        # sample std (ddof 1) over seeds; 0 for a single seed
+        return ((float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0) if vals
+                else (float("nan"), float("nan")))
 
-    lines = ["# Quality benchmark", "", f"{len(runs)} runs; mean +- std over seeds; test = the last daily span.", ""]
+    lines = ["# Quality benchmark", "", f"{len(runs)} runs; mean +- sample std over seeds; test = the last daily span.", ""]
     lines.append("## AUC per head (overall) with oracle gap and RelaImpr vs shared_bottom")
     lines.append("")
     lines.append("| model | " + " | ".join(f"{h} AUC | gap | RelaImpr" for h in HEADS) + " | train s | seeds |")
