@@ -149,8 +149,7 @@ def make_tuner(model_name: str, spec, input_dims: Dict, train_ds_fn: Callable, v
 
     oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective(OBJECTIVE, direction="min"),
                                                     max_trials=max_trials, seed=seed)
-    return _tuner_class()(oracle, trial, directory=directory, project_name=model_name,
-                                 overwrite=not resume)
+    return _tuner_class()(oracle, trial, directory=directory, project_name=model_name, overwrite=not resume)
 
 
 def search(model_name: str, spec, input_dims: Dict, train_ds_fn: Callable, validation_ds: Iterable,
@@ -189,8 +188,8 @@ def tuner_fn(fn_args):
 
     validation = input_dataset(fn_args.eval_files, tfo, 1024, False, 1, seed)
     finalize = input_dataset(fn_args.train_files, tfo, 1024, False, 1, seed)
-    tuner = make_tuner(model_name, spec, dims, train_ds_fn, validation, finalize, custom.get("model_config"), fixed_train,
-                       int(custom.get("max_trials", DEFAULT_MAX_TRIALS)), seed,
+    tuner = make_tuner(model_name, spec, dims, train_ds_fn, validation, finalize, custom.get("model_config"),
+                       fixed_train, int(custom.get("max_trials", DEFAULT_MAX_TRIALS)), seed,
                        directory=os.path.join(fn_args.working_dir or ".", "tuning"),
                        log=lambda m: print(m, flush=True))
     return TunerFnResult(tuner=tuner, fit_kwargs={})
