@@ -234,12 +234,12 @@ class MultiTaskRanker(tfrs.models.Model):
         return inputs[self.embedding.dims.scenario]
 
     def calibrate(self, dataset, steps: int = 400, learning_rate: float = 0.05, prior_rows: float = 1.0,
-                  max_rows: int = 2_000_000, objective: str = "edges") -> Dict:
+                  prior_positives: float = 0.0, max_rows: int = 2_000_000, objective: str = "edges") -> Dict:
         r"""Fit the per-scenario Platt scaling (:class:`ScenarioCalibration`) on held-out ``dataset``.
 
         ``dataset`` yields batches of transformed examples with their labels. The edge logits are computed once
         (inference mode, at most ``max_rows`` rows); then :math:`a, b` minimise, with full-batch Adam
-        (``steps``, ``learning_rate``), a negative log-likelihood plus a ridge towards the identity:
+        (``steps`` per stage, ``learning_rate``), a negative log-likelihood plus a penalty :math:`R` (below):
 
         * ``objective="edges"`` (default): the likelihood of the behaviour graph, every edge on the impressions
           where it applies (:meth:`edge_events`: click on all, action on clicks, conversion on clicks without
@@ -248,7 +248,7 @@ class MultiTaskRanker(tfrs.models.Model):
           .. math::
 
              \frac{1}{N} \Big[\sum_{e} \sum_{n \in C_e} \mathrm{BCE}(y_{e,n}, \sigma(a_{s_n,e} z_{e,n} + b_{s_n,e}))
-             + \lambda \sum_{s,e} \big((a_{s,e} - 1)^2 + b_{s,e}^2\big)\Big]
+             + R\Big]
 
           It is the joint likelihood of the labels (each conversion counted once), its optimum is calibrated on
           every edge's population, and the heads composed from the edges keep the funnel order;
@@ -256,9 +256,24 @@ class MultiTaskRanker(tfrs.models.Model):
           composed from the calibrated edges. It counts a clicked conversion in both ctcvr and xcvr, and on the
           benchmark left ctcvr about 3-4 % under-calibrated on its own fit data (``docs/calibration.md``).
 
-        The ridge (:math:`\lambda` = ``prior_rows``) keeps a scenario with few positives close to the identity.
-        The unknown-scenario slot gets the mean of the known scenarios' parameters. Returns a summary: rows,
-        objective, loss and calibration (mean prediction / mean label) per head before and after.
+        Each scenario's parameters are the parameters pooled over all scenarios plus the scenario's deviation,
+        :math:`a_{s,e} = \bar a_e + \delta^a_{s,e}` and :math:`b_{s,e} = \bar b_e + \delta^b_{s,e}`. The pooled
+        map is fitted first (deviations at zero), then the deviations with the pooled map fixed; the penalty is
+        :math:`R =`
+
+        .. math::
+
+           \lambda \sum_e \big((\bar a_e - 1)^2 + \bar b_e^2\big)
+           + \frac{\tau}{2} \sum_{s,e} \big((\delta^a_{s,e})^2 + (\delta^b_{s,e})^2\big)
+
+        with :math:`\lambda` = ``prior_rows`` (a weak pull of the pooled map towards the identity) and
+        :math:`\tau` = ``prior_positives``. The curvature of the likelihood in a scenario's offset is
+        :math:`H = \sum_n p_n (1 - p_n)`, about its number of positives :math:`P` for a rare event, so the
+        scenario keeps :math:`H / (H + \tau) \approx P/(P+\tau)` of its own offset correction and takes the rest from the pooled one: a thin slice of the held-out data no
+        longer sets its scenario's level from a hundred positives (``docs/calibration.md`` has the numbers).
+        ``prior_positives=0`` fits every scenario freely. The unknown-scenario slot gets the pooled parameters.
+        Returns a summary: rows, objective, loss and calibration (mean prediction / mean label) per head before
+        and after.
         """
         if objective not in ("edges", "heads"):
             raise ValueError(f"calibrate: objective must be 'edges' or 'heads', got {objective!r}")
@@ -284,16 +299,28 @@ class MultiTaskRanker(tfrs.models.Model):
             raise ValueError("calibrate: the calibration data is empty")
         data = {k: tf.concat(v, axis=0) for k, v in cols.items()}
         z = {e: data[f"z_{e}"] for e in edges}
+        if prior_positives < 0 or prior_rows < 0:
+            raise ValueError(f"calibrate: prior_rows and prior_positives must be >= 0, got {prior_rows}, "
+                             f"{prior_positives}")
         layer = self.calibration
-        slope = tf.Variable(tf.ones_like(layer.slope))
-        offset = tf.Variable(tf.zeros_like(layer.offset))
+        known = layer.num_scenarios
+        pooled_slope = tf.Variable(tf.ones([1, len(edges)]))
+        pooled_offset = tf.Variable(tf.zeros([1, len(edges)]))
+        slope_deviation = tf.Variable(tf.zeros([known, len(edges)]))
+        offset_deviation = tf.Variable(tf.zeros([known, len(edges)]))
         n = float(rows)
+
+        def parameters():
+            """``(a, b)`` ``[S + 1, E]``: pooled + deviation for the known scenarios, pooled for the unknown slot."""
+            return (tf.concat([pooled_slope + slope_deviation, pooled_slope], axis=0),
+                    tf.concat([pooled_offset + offset_deviation, pooled_offset], axis=0))
 
         def head_probs(a, b):
             cal = layer.apply(z, data["scenario"], a, b)
             return self.compose({e: tf.sigmoid(v) for e, v in cal.items()})
 
         def loss_fn():
+            slope, offset = parameters()
             if objective == "edges":
                 cal = layer.apply(z, data["scenario"], slope, offset)
                 nll = tf.add_n([tf.reduce_sum(data[f"cond_{e}"] * tf.nn.sigmoid_cross_entropy_with_logits(
@@ -301,31 +328,36 @@ class MultiTaskRanker(tfrs.models.Model):
             else:
                 out = head_probs(slope, offset)
                 nll = tf.add_n([tf.reduce_sum(keras.losses.binary_crossentropy(data[h], out[h])) for h in heads])
-            ridge = tf.reduce_sum(tf.square(slope - 1.0)) + tf.reduce_sum(tf.square(offset))
-            return (nll + prior_rows * ridge) / n
+            ridge = (prior_rows * (tf.reduce_sum(tf.square(pooled_slope - 1.0))
+                                   + tf.reduce_sum(tf.square(pooled_offset)))
+                     + 0.5 * prior_positives * (tf.reduce_sum(tf.square(slope_deviation))
+                                                + tf.reduce_sum(tf.square(offset_deviation))))
+            return (nll + ridge) / n
 
-        optimizer = keras.optimizers.Adam(learning_rate)
+        def fit(trainable):
+            optimizer = keras.optimizers.Adam(learning_rate)
 
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                loss = loss_fn()
-            optimizer.apply_gradients(zip(tape.gradient(loss, [slope, offset]), [slope, offset]))
-            return loss
+            @tf.function
+            def step():
+                with tf.GradientTape() as tape:
+                    loss = loss_fn()
+                optimizer.apply_gradients(zip(tape.gradient(loss, trainable), trainable))
+
+            for _ in range(steps):
+                step()
 
         def calibration_ratios(out):
             return {h: float(tf.reduce_mean(out[h]) / tf.maximum(tf.reduce_mean(data[h]), 1e-12)) for h in heads}
 
         before_loss = float(loss_fn())
         before = calibration_ratios(head_probs(layer.slope, layer.offset))
-        for _ in range(steps):
-            step()
-        known = layer.num_scenarios
-        unknown_slope = tf.reduce_mean(slope[:known], axis=0, keepdims=True)
-        unknown_offset = tf.reduce_mean(offset[:known], axis=0, keepdims=True)
-        layer.slope.assign(tf.concat([slope[:known], unknown_slope], axis=0))
-        layer.offset.assign(tf.concat([offset[:known], unknown_offset], axis=0))
-        return {"rows": rows, "objective": objective, "heads": heads, "edges": edges, "loss_before": before_loss,
+        fit([pooled_slope, pooled_offset])  # one map for all scenarios, then each scenario's shrunk deviation
+        fit([slope_deviation, offset_deviation])
+        slope, offset = parameters()
+        layer.slope.assign(slope)
+        layer.offset.assign(offset)
+        return {"rows": rows, "objective": objective, "prior_positives": float(prior_positives), "heads": heads,
+                "edges": edges, "loss_before": before_loss,
                 "loss_after": float(loss_fn()), "calibration_before": before,
                 "calibration_after": calibration_ratios(head_probs(layer.slope, layer.offset)),
                 "slope": layer.slope.numpy().tolist(), "offset": layer.offset.numpy().tolist()}

@@ -68,6 +68,9 @@ class TrainConfig:
         (``models.blocks.edge_prior``); skipped when the model was warm-started.
       calibrate: after training, fit the per-scenario Platt scaling of the edge logits on the eval split (held
         out from training and from the Evaluator) so that served probabilities are calibrated.
+      calibration_prior_positives: how strongly each scenario's calibration is shrunk towards the one pooled over
+        scenarios, in positives (:meth:`models.base.MultiTaskRanker.calibrate`: a scenario with P positives on
+        an edge keeps about P / (P + this) of its own correction; 0 fits every scenario on its own).
     """
 
     batch_size: int = 1024
@@ -81,6 +84,7 @@ class TrainConfig:
     supervised_heads: Optional[Tuple[str, ...]] = None
     base_rate_init: bool = True
     calibrate: bool = True
+    calibration_prior_positives: float = 100.0  # measured: docs/calibration.md
 
     @classmethod
     def search_space(cls) -> Dict[str, Tuple]:
@@ -94,6 +98,9 @@ class TrainConfig:
             raise ConfigError(f"{source}: epochs must be >= 1, got {self.epochs}")
         if self.learning_rate <= 0:
             raise ConfigError(f"{source}: learning_rate must be > 0, got {self.learning_rate}")
+        if self.calibration_prior_positives < 0:
+            raise ConfigError(f"{source}: calibration_prior_positives must be >= 0, "
+                              f"got {self.calibration_prior_positives}")
         if self.distribution not in ("auto", "mirrored", "multi_worker", "default"):
             raise ConfigError(f"{source}: distribution must be auto, mirrored, multi_worker or default, "
                               f"got {self.distribution!r}")

@@ -137,7 +137,8 @@ def fit_model(model, train_cfg, train_ds, validation_ds, finalize_ds, steps_per_
     calibration: Dict[str, Any] = {"fitted": False}
     if train_cfg.calibrate:
         held_out = validation_ds.take(validation_steps) if validation_steps else validation_ds
-        calibration = dict(model.calibrate(held_out), fitted=True)
+        calibration = dict(model.calibrate(held_out, prior_positives=train_cfg.calibration_prior_positives),
+                           fitted=True)
     return {"train_seconds": train_seconds, "edge_base_rates": rates,
             "history": {k: [float(x) for x in v] for k, v in history.history.items()},
             "finalize": finalized, "calibration": calibration}

@@ -87,6 +87,7 @@ def test_trains_on_the_earlier_spans_and_evaluates_the_latest(synthetic_run):
     with open(os.path.join(_component(runs, "Trainer").outputs["model_run"][0].uri, "train_summary.json")) as fh:
         summary = json.load(fh)
     assert summary["calibration"]["fitted"] and summary["calibration"]["rows"] > 0
+    assert summary["calibration"]["prior_positives"] == 100.0  # the default (docs/calibration.md)
     assert summary["supervised_heads"] == ["ctr", "ctavr", "ctcvr", "xcvr"]
 
 
