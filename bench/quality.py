@@ -58,7 +58,8 @@ class Variant:
     note: str = ""
 
 
-# Ablation rows (docs/models.md): each changes one part of the model's tuned point (the last EKTM row two).
+# Ablation rows (docs/models.md): each changes one part of the model's tuned point (the EKTM embedding-32 rows
+# change the embedding size as well).
 ABLATIONS = {
     "aem2tl": {
         "aem2tl-no_scenario_cgc": Variant("aem2tl", {"scenario_cgc": False}, note="w/o Scenario-CGC"),
@@ -79,6 +80,10 @@ ABLATIONS = {
         "ektm-embedding_32-no_transfer": Variant("ektm", {"embedding_dim": 32, "router": False, "transmitter": False,
                                                           "enhance": False},
                                                  note="embedding 32, no router, transmitter or enhancer"),
+        # one module off at a time, at embedding 32: which module costs what
+        **{f"ektm-embedding_32-no_{module}": Variant("ektm", {"embedding_dim": 32, key: False},
+                                                     note=f"embedding 32, w/o {module}")
+           for module, key in (("router", "router"), ("transmitter", "transmitter"), ("enhance", "enhance"))},
     },
 }
 
