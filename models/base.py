@@ -234,7 +234,8 @@ class MultiTaskRanker(tfrs.models.Model):
         return inputs[self.embedding.dims.scenario]
 
     def calibrate(self, dataset, steps: int = 400, learning_rate: float = 0.05, prior_rows: float = 1.0,
-                  prior_positives: float = 0.0, max_rows: int = 2_000_000, objective: str = "edges") -> Dict:
+                  prior_positives: float = 100.0, max_rows: int = 2_000_000,
+                  objective: str = "edges") -> Dict:
         r"""Fit the per-scenario Platt scaling (:class:`ScenarioCalibration`) on held-out ``dataset``.
 
         ``dataset`` yields batches of transformed examples with their labels. The edge logits are computed once
@@ -269,9 +270,11 @@ class MultiTaskRanker(tfrs.models.Model):
         with :math:`\lambda` = ``prior_rows`` (a weak pull of the pooled map towards the identity) and
         :math:`\tau` = ``prior_positives``. The curvature of the likelihood in a scenario's offset is
         :math:`H = \sum_n p_n (1 - p_n)`, about its number of positives :math:`P` for a rare event, so the
-        scenario keeps :math:`H / (H + \tau) \approx P/(P+\tau)` of its own offset correction and takes the rest from the pooled one: a thin slice of the held-out data no
-        longer sets its scenario's level from a hundred positives (``docs/calibration.md`` has the numbers).
-        ``prior_positives=0`` fits every scenario freely. The unknown-scenario slot gets the pooled parameters.
+        scenario keeps :math:`H / (H + \tau) \approx P/(P+\tau)` of its own offset correction and takes the
+        rest from the pooled one: a thin slice of the held-out data no longer sets its scenario's level from a
+        hundred positives. ``prior_positives=0`` fits every scenario freely (``docs/calibration.md`` has the
+        measurements behind the default 100). Offsets are fitted at each edge's mean logit, so a scenario's
+        offset deviation is its change of level. The unknown-scenario slot gets the pooled parameters.
         Returns a summary: rows, objective, loss and calibration (mean prediction / mean label) per head before
         and after.
         """
@@ -309,11 +312,17 @@ class MultiTaskRanker(tfrs.models.Model):
         slope_deviation = tf.Variable(tf.zeros([known, len(edges)]))
         offset_deviation = tf.Variable(tf.zeros([known, len(edges)]))
         n = float(rows)
+        # Offsets act at each edge's mean logit (over the impressions where the edge applies), so a
+        # scenario's offset deviation is its level change, not entangled with its slope.
+        center = tf.reshape(tf.stack([tf.reduce_sum(data[f"cond_{e}"] * z[e]) / tf.maximum(
+            tf.reduce_sum(data[f"cond_{e}"]), 1.0) for e in edges]), [1, -1])
 
         def parameters():
-            """``(a, b)`` ``[S + 1, E]``: pooled + deviation for the known scenarios, pooled for the unknown slot."""
-            return (tf.concat([pooled_slope + slope_deviation, pooled_slope], axis=0),
-                    tf.concat([pooled_offset + offset_deviation, pooled_offset], axis=0))
+            """``(a, b)`` ``[S + 1, E]`` of the layer (``a z + b``): pooled + deviation for the known scenarios,
+            pooled for the unknown slot; the fitted offsets are at the centre logit ``c``: b = b_c + c (1 - a)."""
+            a = tf.concat([pooled_slope + slope_deviation, pooled_slope], axis=0)
+            b_centered = tf.concat([pooled_offset + offset_deviation, pooled_offset], axis=0)
+            return a, b_centered + center * (1.0 - a)
 
         def head_probs(a, b):
             cal = layer.apply(z, data["scenario"], a, b)
@@ -356,7 +365,8 @@ class MultiTaskRanker(tfrs.models.Model):
         slope, offset = parameters()
         layer.slope.assign(slope)
         layer.offset.assign(offset)
-        return {"rows": rows, "objective": objective, "prior_positives": float(prior_positives), "heads": heads,
+        return {"rows": rows, "objective": objective,
+                "prior_positives": float(prior_positives), "heads": heads,
                 "edges": edges, "loss_before": before_loss,
                 "loss_after": float(loss_fn()), "calibration_before": before,
                 "calibration_after": calibration_ratios(head_probs(layer.slope, layer.offset)),

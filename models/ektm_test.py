@@ -9,8 +9,9 @@ from models.config import ConfigError
 from models.ektm import EKTM
 from models.testing import gradnorm_weight_sum, savedmodel_round_trip, tiny_batch, tiny_dims
 
+# Every module on (the enhancer is off by default: docs/models.md), so the tests see the full design.
 CONFIG = {"embedding_dim": 4, "tower_units": [8], "expert_units": [16], "scenario_expert_units": [16],
-          "scenario_shared_experts": 2, "key_dim": 8, "transmitter_units": [8]}
+          "scenario_shared_experts": 2, "key_dim": 8, "transmitter_units": [8], "enhance": True}
 
 
 def _model(with_action=True, **overrides):
@@ -152,6 +153,13 @@ def test_ablations_change_variables_as_documented_and_train():
 
     for model in (no_router, no_tx, no_enh):
         _fit_lowers_loss(model, steps=20)
+
+
+def test_defaults_leave_the_enhancer_off():
+    model = EKTM(tiny_dims().to_dict(), {"embedding_dim": 4}, with_action=True)
+    model(tiny_batch(8), training=True)
+    assert not model.config.enhance and not hasattr(model, "self_heads") and model.config.embedding_dim == 4
+    assert EKTM.config_class().embedding_dim == 32
 
 
 def test_no_receiving_edges_is_the_backbone():

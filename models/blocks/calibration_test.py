@@ -70,7 +70,7 @@ def test_calibrate_recovers_the_probabilities_of_a_model_that_was_made_overconfi
     fitted = {k: v.numpy().ravel() for k, v in model(data).items()}
     for head in ("ctr", "ctavr", "ctcvr", "xcvr"):
         assert np.mean(np.abs(fitted[head] - truth[head])) < 0.03, head
-    assert summary["prior_positives"] == 0.0
+    assert summary["prior_positives"] == 100.0  # the default
 
 
 def test_scenario_deviation_is_shrunk_by_prior_positives_and_the_unknown_slot_gets_the_pooled_map():
@@ -126,5 +126,6 @@ def test_train_config_rejects_a_negative_calibration_prior_and_names_the_file():
     from models.config import ConfigError, TrainConfig, parse_config
 
     assert parse_config(TrainConfig, {"calibration_prior_positives": 0}).calibration_prior_positives == 0.0
+    assert parse_config(TrainConfig, {}).calibration_prior_positives == 100.0
     with pytest.raises(ConfigError, match=r"train\.yaml: calibration_prior_positives must be >= 0, got -5"):
         parse_config(TrainConfig, {"calibration_prior_positives": -5}, source="train.yaml")
