@@ -122,7 +122,8 @@ class EKTMConfig(ModelConfig):
 
     @classmethod
     def search_space(cls):
-        return dict(super().search_space(), **{"lambda_enh": (0.0, 0.1, 0.3), "num_shared_experts": (1, 2, 4)})
+        return dict(super().search_space(), **{"enhance": (False, True), "lambda_enh": (0.0, 0.1, 0.3),
+                                               "num_shared_experts": (1, 2, 4)})
 
     def validate(self, source: str) -> None:
         super().validate(source)

@@ -66,15 +66,21 @@ def sample(model_name: str, hp, fixed_model: Dict, fixed_train: Dict) -> Tuple[D
     from models.config import TrainConfig
     from models.registry import model_class
 
+    def choice(name, choices):
+        # KerasTuner's Choice turns (False, True) into 0 / 1; its Boolean keeps the type the config checks
+        if all(isinstance(c, bool) for c in choices):
+            return hp.Boolean(name)
+        return hp.Choice(name, list(choices))
+
     cls = model_class(model_name)
     model_cfg = dict(fixed_model)
     for key, choices in cls.config_class.search_space().items():
         if key not in fixed_model:
-            model_cfg[key] = hp.Choice(MODEL_PREFIX + key, list(choices))
+            model_cfg[key] = choice(MODEL_PREFIX + key, choices)
     train = dict(fixed_train)
     for key, choices in TrainConfig.search_space().items():
         if key not in fixed_train:
-            train[key] = hp.Choice(TRAIN_PREFIX + key, list(choices))
+            train[key] = choice(TRAIN_PREFIX + key, choices)
     if isinstance(train.get("weighting"), str):
         train["weighting"] = {"strategy": train["weighting"]}
     return model_cfg, train

@@ -74,3 +74,16 @@ def test_two_trial_search_returns_the_best_point(tmp_path):
     assert result["objective"] == min(score for _, score in result["trials"])
     assert set(result["values"]) == {v for v in result["trials"][0][0]}
     assert "train.epochs" not in result["values"]
+
+
+def test_a_boolean_search_choice_stays_boolean_and_passes_the_config_check():
+    import keras_tuner
+
+    from models.config import parse_config
+
+    hp = keras_tuner.HyperParameters()
+    model_cfg, _ = sample("ektm", hp, {}, {})
+    assert model_cfg["enhance"] is False  # not 0: the config accepts only true or false
+    hp.values["model.enhance"] = True
+    model_cfg, _ = apply_hyperparameters(hp.values, {}, {})
+    assert parse_config(model_class("ektm").config_class, model_cfg).enhance is True
