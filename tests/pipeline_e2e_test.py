@@ -237,7 +237,10 @@ def test_candidate_with_untrained_conversion_heads_is_not_blessed_although_ctr_h
     before = _versions(out)
     train = tmp_path / "train.yaml"
     train.write_text("supervised_heads: [ctr]\ncalibrate: false\n")
-    blessing = _write(tmp_path / "blessing.yaml", "min_positives: 10\n")  # small eval span: judge calibration
+    # Small eval span: judge calibration at 10 positives. Its ~150 click positives put the AUC's standard error
+    # near 0.025, so "ctr holds" is "ctr within 0.1 of the baseline"; the other heads keep the default 0.01
+    # and drop by far more (their edges are untrained).
+    blessing = _write(tmp_path / "blessing.yaml", "min_positives: 10\nheads: {ctr: {max_auc_drop: 0.1}}\n")
     proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic", "--output", str(out),
                     "--epochs", "4", "--batch-size", "256", "--train-config", str(train), "--blessing", str(blessing)])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
