@@ -81,9 +81,9 @@ ABLATIONS = {
                                                           "enhance": False},
                                                  note="embedding 32, no router, transmitter or enhancer"),
         # one module off at a time, at embedding 32: which module costs what
-        **{f"ektm-embedding_32-no_{module}": Variant("ektm", {"embedding_dim": 32, key: False},
+        **{f"ektm-embedding_32-no_{module}": Variant("ektm", {"embedding_dim": 32, module: False},
                                                      note=f"embedding 32, w/o {module}")
-           for module, key in (("router", "router"), ("transmitter", "transmitter"), ("enhance", "enhance"))},
+           for module in ("router", "transmitter", "enhance")},
     },
 }
 
@@ -466,7 +466,8 @@ def report(results: Dict, out: str) -> str:
         return ((float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0) if vals
                 else (float("nan"), float("nan")))
 
-    lines = ["# Quality benchmark", "", f"{len(runs)} runs; mean +- sample std over seeds; test = the last daily span.", ""]
+    lines = ["# Quality benchmark", "",
+             f"{len(runs)} runs; mean +- sample std over seeds; test = the last daily span.", ""]
     lines.append("## AUC per head (overall) with oracle gap and RelaImpr vs shared_bottom")
     lines.append("")
     lines.append("| model | " + " | ".join(f"{h} AUC | gap | RelaImpr" for h in HEADS) + " | train s | seeds |")

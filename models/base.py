@@ -47,7 +47,7 @@ from models.blocks.edge_prior import EdgePrior
 from models.blocks.embedding import FeatureEmbedding
 from models.blocks.heads import EntireSpaceHeads
 from models.blocks.scenario import scenario_weights
-from models.config import ModelConfig, parse_config, to_dict
+from models.config import DEFAULT_CALIBRATION_PRIOR_POSITIVES, ModelConfig, parse_config, to_dict
 from models.losses.weighting import WeightingConfig, make_weighting
 
 
@@ -234,7 +234,7 @@ class MultiTaskRanker(tfrs.models.Model):
         return inputs[self.embedding.dims.scenario]
 
     def calibrate(self, dataset, steps: int = 400, learning_rate: float = 0.05, prior_rows: float = 1.0,
-                  prior_positives: float = 100.0, max_rows: int = 2_000_000,
+                  prior_positives: float = DEFAULT_CALIBRATION_PRIOR_POSITIVES, max_rows: int = 2_000_000,
                   objective: str = "edges") -> Dict:
         r"""Fit the per-scenario Platt scaling (:class:`ScenarioCalibration`) on held-out ``dataset``.
 
@@ -280,6 +280,9 @@ class MultiTaskRanker(tfrs.models.Model):
         """
         if objective not in ("edges", "heads"):
             raise ValueError(f"calibrate: objective must be 'edges' or 'heads', got {objective!r}")
+        if prior_positives < 0 or prior_rows < 0:
+            raise ValueError(f"calibrate: prior_rows and prior_positives must be >= 0, got {prior_rows}, "
+                             f"{prior_positives}")
         heads = [h for h in self.output_keys if h in IMPRESSION_HEADS]
         edges = list(self.edge_names)
         cols: Dict[str, List] = {"scenario": [], **{f"z_{e}": [] for e in edges}, **{h: [] for h in heads},
@@ -302,9 +305,6 @@ class MultiTaskRanker(tfrs.models.Model):
             raise ValueError("calibrate: the calibration data is empty")
         data = {k: tf.concat(v, axis=0) for k, v in cols.items()}
         z = {e: data[f"z_{e}"] for e in edges}
-        if prior_positives < 0 or prior_rows < 0:
-            raise ValueError(f"calibrate: prior_rows and prior_positives must be >= 0, got {prior_rows}, "
-                             f"{prior_positives}")
         layer = self.calibration
         known = layer.num_scenarios
         pooled_slope = tf.Variable(tf.ones([1, len(edges)]))

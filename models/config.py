@@ -47,6 +47,10 @@ class ModelConfig:
                 raise ConfigError(f"{source}: {name} must be a non-empty list of positive ints, got {value}")
 
 
+# Shrinkage of each scenario's calibration towards the pooled one, in positives (measured: docs/calibration.md).
+DEFAULT_CALIBRATION_PRIOR_POSITIVES = 100.0
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How the Trainer fits a model.
@@ -84,7 +88,7 @@ class TrainConfig:
     supervised_heads: Optional[Tuple[str, ...]] = None
     base_rate_init: bool = True
     calibrate: bool = True
-    calibration_prior_positives: float = 100.0  # measured: docs/calibration.md
+    calibration_prior_positives: float = DEFAULT_CALIBRATION_PRIOR_POSITIVES
 
     @classmethod
     def search_space(cls) -> Dict[str, Tuple]:
