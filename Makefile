@@ -41,7 +41,8 @@ BENCH_ARGS ?=
 bench-quality: runtime
 	$(PY) bench/quality.py $(BENCH_QUALITY_ARGS) $(BENCH_ARGS)
 
-# Serving benchmark (not part of `make test`): serving_default latency per batch size, batch-scoring rows/s.
+# Serving benchmark (not part of `make test`): serving_default latency per batch size; batch-scoring rows/s against
+# the model alone at 200k and 1M rows (BENCH_ARGS="--zoo all" adds every zoo model, "--sizes ...,5000000" 5M rows).
 # Uses the newest model of `make demo` unless BENCH_ARGS="--model DIR"; report in build/bench-serving/report.md.
 .PHONY: bench-serving
 bench-serving: runtime

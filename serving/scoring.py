@@ -1,31 +1,41 @@
 """Offline batch scoring: ``msmt score`` runs an exported model over raw impression logs on Beam.
 
-docs/serving.md. The pipeline streams rows through tfx-bsl ``RunInference`` on the model's
-``serving_default`` signature (serialized ``tf.Example`` in, one probability per head out) and writes one
-output row per input row::
+docs/serving.md. Rows travel as Arrow record batches of a few thousand rows, and the model is called once
+per batch on columnar tensors::
 
-    files (CSV | TFRecord of tf.Example | Parquet)
-      -> rows typed by the feature spec -> (key, serialized tf.Example)
-      -> RunInference(serving_default)  -> (key, PredictionLog)
-      -> {request id, user/item ids, scenario, every head}  -> Parquet | CSV | TFRecord
+    CSV files     -> pyarrow's streaming CSV reader  \
+    Parquet files -> ParquetFile.iter_batches          > typed Arrow batches (features.columnar)
+                                                      -> predict_raw(one [batch] tensor per raw column)
+    TFRecord      -> Beam ReadFromTFRecord + BatchElements -> serving_default(serialized examples)
+                  -> Arrow batch {request id, user/item ids, scenario, every head}
+                  -> Parquet (WriteToParquetBatched) | CSV (one text block per batch) | TFRecord
+
+Nothing is built per row in Python on that path. ``predict_raw`` returns what ``serving_default`` returns
+for the same rows: a missing value is given as the missing value of its dtype (``""``, ``0``, NaN), which
+the transform treats exactly as an absent feature (``features.preprocessing`` densifies every input with
+those values). TFRecord input goes to ``serving_default`` unchanged, as before.
 
 The key carries the id columns (the spec's ``id`` features, its ``request_id`` when it has one) and the
-scenario, so nothing has to be joined back. Elements flow one by one through fused Beam stages (files are
-read row by row, ``RunInference`` batches a bounded number of them), so memory does not grow with the
-input. A progress line is printed every ``PROGRESS_EVERY`` scored rows, and the totals come from Beam
-metrics.
+scenario, so nothing has to be joined back. Files are read batch by batch through fused Beam stages, so
+memory does not grow with the input. A progress line is printed every ``PROGRESS_EVERY`` scored rows, and
+the totals come from Beam metrics.
 
 Columns: the feature spec comes from ``--spec``, else from the model's export metadata
-``assets.extra/msmt_export.json`` (``{"spec": ..., "heads": ..., "raw_features": {name: dtype}}``); the
-columns written into each tf.Example and their dtypes are the metadata's ``raw_features`` when the model
-has them, else the spec's features, plus the key columns. A CSV cell that does not parse as its column's
-type stops the run with an error naming the file, the row and the column; an empty CSV cell (or a null /
-NaN in Parquet) is a missing value, left out of the example. TFRecord rows go to the model unchanged.
+``assets.extra/msmt_export.json`` (``{"spec": ..., "heads": ..., "raw_features": {name: dtype},
+"required_features": [...]}``); the model's columns and dtypes are the metadata's ``raw_features``, else
+the inputs of its ``predict_raw`` signature, else the spec's features, plus the key columns.
+
+Bad input: each batch is typed column by column (``features.columnar``); when a column holds a cell the
+vectorised typing cannot judge, that batch is typed again row by row with ``features.records``, which
+stops the run with an error naming the file, the row (and the CSV line) and the column, exactly as the
+per-row reader always did. An empty CSV cell (or a null / NaN in Parquet) is a missing value. A row
+without a value in a column the model requires (its id and scenario features, which its training data
+always had) stops the run with the file, row and column too.
 
 Beam defaults to the DirectRunner ``in_memory`` with one worker (fits 2 cores); any ``--beam-arg`` or
 trailing Beam option overrides them, e.g. ``--direct_running_mode=multi_processing --direct_num_workers=4``
-or ``--runner=DataflowRunner``. Throughput per worker is bounded by tfx-bsl building one ``PredictionLog``
-(a TensorProto per head) for every row, not by the model (``make bench-serving`` measures both).
+or ``--runner=DataflowRunner``. ``make bench-serving`` compares the scoring rate with the model alone on
+in-memory batches.
 """
 
 from __future__ import annotations
@@ -37,9 +47,11 @@ import io
 import os
 import re
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -47,6 +59,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from features import columnar
 from features import formats
 from features import records
 from features.labels import ordered_heads
@@ -54,21 +67,23 @@ from features.records import Column, to_example
 from features.spec import DTYPES, FeatureSpec, resolve_spec, spec_from_dict
 
 EXPORT_METADATA = os.path.join("assets.extra", "msmt_export.json")  # serving.signatures.export_metadata_path
-SIGNATURE = "serving_default"
+SIGNATURE = "serving_default"  # serving.signatures.SERVING_SIGNATURE (this module does not import TF at load)
+RAW_SIGNATURE = "predict_raw"  # serving.signatures.PREDICT_RAW_SIGNATURE
+EXAMPLES_INPUT = "examples"  # serving.signatures.EXAMPLES_INPUT
+REQUIRED_ROLES = ("id", "scenario")  # serving.signatures.REQUIRED_ROLES
 INPUT_FORMATS = formats.FORMATS
 OUTPUT_FORMATS = ("parquet", "csv", "tfrecord")
 OUTPUT_PREFIX = "scores"
 OUTPUT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "tfrecord": ".tfrecord.gz"}
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-MIN_BATCH_SIZE = 256  # RunInference batches: larger ones amortise the session call
-MAX_BATCH_SIZE = 1024
-PROGRESS_EVERY = 10_000
+BATCH_ROWS = 8192  # rows per model call (Parquet, TFRecord); larger batches amortise the call
+CSV_BLOCK_BYTES = 2 << 20  # CSV bytes per batch: about 12k rows of a 175-byte log
+PREFETCH_BATCHES = 2  # batches read ahead of the model (prefetched)
+PROGRESS_EVERY = 100_000
 METRICS_NAMESPACE = "msmt.score"
-_EXTENSIONS = ((".csv", "csv"), (".csv.gz", "csv"), (".parquet", "parquet"), (".pq", "parquet"),
-               (".tfrecord", "tfrecord"), (".tfrecords", "tfrecord"), (".tfrecord.gz", "tfrecord"),
-               (".tfrecords.gz", "tfrecord"), (".tfr", "tfrecord"))
-# (key tuple, serialized tf.Example): the type hint makes RunInference keep the key next to each result.
-KEYED_EXAMPLE = beam.typehints.Tuple[beam.typehints.Any, bytes]
+_MISSING = {"string": "", "int64": 0, "float32": np.nan}  # serving.signatures._MISSING: the transform's missing value
+_DTYPE_NAMES = {1: "float32", 9: "int64", 7: "string"}  # TensorFlow DataType enum of a SignatureDef input
+_ARROW_DTYPES = {pa.string(): "string", pa.int64(): "int64", pa.float32(): "float32"}
 _STEP_ANNOTATION = re.compile(r"\s*\[while running '[^']*'\]")
 _REQUIRED_FEATURE = re.compile(r"Feature: (\S+) \(data type: (\w+)\) is required but could not be found")
 
@@ -80,15 +95,22 @@ class ScoringError(ValueError):
 # ---------------------------------------------------------------------------- what the model reads
 @dataclasses.dataclass(frozen=True)
 class ScoringLayout:
-    """Columns written into each tf.Example, the key columns carried to the output, and the heads."""
+    """Columns typed from the input (the model's raw features and the key columns), the key columns carried
+    to the output, the heads, and the columns every row must have a value in (``required``)."""
 
     columns: Tuple[Column, ...]
     key_names: Tuple[str, ...]
     heads: Tuple[str, ...]
+    required: Tuple[str, ...] = ()
 
     @property
     def output_names(self) -> Tuple[str, ...]:
         return self.key_names + self.heads
+
+    @property
+    def output_columns(self) -> Tuple[Column, ...]:
+        """Key columns with their dtype, then every head as float32."""
+        return tuple(self.column(k) for k in self.key_names) + tuple(Column(h, "float32") for h in self.heads)
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -120,37 +142,38 @@ def read_export_metadata(model_dir: str) -> Optional[Dict[str, Any]]:
         raise ScoringError(f"{os.path.join(model_dir, EXPORT_METADATA)}: not valid JSON: {e}") from e
 
 
-def spec_and_raw_features(model_dir: str, spec: Optional[str] = None) -> Tuple[FeatureSpec, Optional[Dict[str, str]]]:
-    """The feature spec (``spec`` name/path wins, else the model's export metadata) and the model's raw
-    feature dtypes from the metadata (None without metadata)."""
-    meta = read_export_metadata(model_dir)
-    raw_features = (meta or {}).get("raw_features") or None
-    if spec:
-        return resolve_spec(spec), raw_features
-    if meta is None or "spec" not in meta:
-        raise ScoringError(f"{model_dir}: the model carries no {EXPORT_METADATA} with its feature spec; "
-                           f"pass the spec it was trained with, e.g. --spec synthetic or --spec path/to/spec.yaml")
-    return spec_from_dict(meta["spec"], source=os.path.join(model_dir, EXPORT_METADATA) + ": spec"), raw_features
-
-
-def serving_heads(model_dir: str) -> Tuple[str, ...]:
-    """Output names of the model's ``serving_default`` signature, standard heads first."""
+def model_signatures(model_dir: str) -> Dict[str, Tuple[Dict[str, str], List[str]]]:
+    """``{signature name: ({input: dtype name}, [output names])}`` of the SavedModel's ``serve`` graph,
+    read from ``saved_model.pb`` without loading the model (dtype names: string, int64, float32)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel()
     with FileSystems.open(os.path.join(model_dir, "saved_model.pb")) as fh:
         saved.ParseFromString(fh.read())
     for graph in saved.meta_graphs:
-        if "serve" in graph.meta_info_def.tags and SIGNATURE in graph.signature_def:
-            names = list(graph.signature_def[SIGNATURE].outputs)
-            return ordered_heads(names)
-    raise ScoringError(f"{model_dir}: the SavedModel has no '{SIGNATURE}' signature under the 'serve' tag")
+        if "serve" in graph.meta_info_def.tags:
+            return {name: ({k: _DTYPE_NAMES.get(t.dtype, str(t.dtype)) for k, t in sig.inputs.items()},
+                           list(sig.outputs))
+                    for name, sig in graph.signature_def.items()}
+    return {}
 
 
-def build_layout(spec: FeatureSpec, heads: Sequence[str],
-                 raw_features: Optional[Mapping[str, str]] = None) -> ScoringLayout:
+def serving_heads(model_dir: str) -> Tuple[str, ...]:
+    """Output names of the model's ``serving_default`` signature, standard heads first."""
+    signatures = model_signatures(model_dir)
+    if SIGNATURE not in signatures:
+        raise ScoringError(f"{model_dir}: the SavedModel has no '{SIGNATURE}' signature under the 'serve' tag")
+    return ordered_heads(signatures[SIGNATURE][1])
+
+
+def build_layout(spec: FeatureSpec, heads: Sequence[str], raw_features: Optional[Mapping[str, str]] = None,
+                 required: Optional[Sequence[str]] = None) -> ScoringLayout:
     """Columns to type and carry: the model's raw features (from ``raw_features`` when known, else the
-    spec's features) plus the key columns (request id, the ``id`` features, the scenario)."""
+    spec's features) plus the key columns (request id, the ``id`` features, the scenario).
+
+    ``required``: columns a row must have a value in; default: the raw features whose role is in
+    ``REQUIRED_ROLES`` (what ``serving_default`` requires of a model whose training data always had them).
+    """
     by_name = {f.name: f for f in spec.features}
     features = dict(raw_features) if raw_features else {f.name: f.dtype for f in spec.features}
     keys = ([spec.request_id] if spec.request_id else []) + [f.name for f in spec.by_role("id")]
@@ -167,16 +190,30 @@ def build_layout(spec: FeatureSpec, heads: Sequence[str],
     clash = sorted(set(keys) & set(heads))
     if clash:
         raise ScoringError(f"model heads {clash} have the names of input columns")
-    return ScoringLayout(tuple(column(n) for n in names), tuple(dict.fromkeys(keys)), tuple(heads))
+    if required is None:
+        required = [n for n in features if n in by_name and by_name[n].role in REQUIRED_ROLES]
+    return ScoringLayout(tuple(column(n) for n in names), tuple(dict.fromkeys(keys)), tuple(heads),
+                         tuple(n for n in required if n in features))
 
 
 def load_layout(model_dir: str, spec: Optional[str] = None) -> ScoringLayout:
-    """:func:`build_layout` for an exported model directory."""
-    feature_spec, raw_features = spec_and_raw_features(model_dir, spec)
-    return build_layout(feature_spec, serving_heads(model_dir), raw_features)
+    """:func:`build_layout` for an exported model directory: the spec is ``spec`` (a name or YAML path), else
+    the one in the model's export metadata; the raw features and the required ones come from the metadata,
+    else from the ``predict_raw`` signature's inputs."""
+    meta = read_export_metadata(model_dir)
+    signatures = model_signatures(model_dir)
+    if spec:
+        feature_spec = resolve_spec(spec)
+    elif meta is not None and "spec" in meta:
+        feature_spec = spec_from_dict(meta["spec"], source=os.path.join(model_dir, EXPORT_METADATA) + ": spec")
+    else:
+        raise ScoringError(f"{model_dir}: the model carries no {EXPORT_METADATA} with its feature spec; "
+                           f"pass the spec it was trained with, e.g. --spec synthetic or --spec path/to/spec.yaml")
+    raw_features = (meta or {}).get("raw_features") or signatures.get(RAW_SIGNATURE, ({}, []))[0] or None
+    return build_layout(feature_spec, serving_heads(model_dir), raw_features, (meta or {}).get("required_features"))
 
 
-# ---------------------------------------------------------------------------- typing values
+# ---------------------------------------------------------------------------- typing values, row by row
 def typed_value(value: Any, column: Column, where: str) -> Any:
     """:func:`features.records.typed_value`, raising ScoringError."""
     try:
@@ -185,10 +222,31 @@ def typed_value(value: Any, column: Column, where: str) -> Any:
         raise ScoringError(str(e)) from None
 
 
-def convert_row(row: Mapping[str, Any], layout: ScoringLayout, where: str) -> Tuple[tuple, bytes]:
-    """One raw row -> (key tuple of the key columns, serialized tf.Example of the model's columns)."""
-    values = {c.name: typed_value(row.get(c.name), c, where) for c in layout.columns}
-    return tuple(values[k] for k in layout.key_names), to_example(values, layout.columns)
+def convert_row(row: Mapping[str, Any], layout: ScoringLayout, where: str) -> Dict[str, Any]:
+    """One raw row -> its typed values (None when missing), per-row reference of :func:`typed_batch`."""
+    return {c.name: typed_value(row.get(c.name), c, where) for c in layout.columns}
+
+
+def typed_rows(rows: Iterable[Tuple[str, Mapping[str, Any]]], layout: ScoringLayout) -> pa.RecordBatch:
+    """(where, raw row) pairs typed row by row: the exact value of every cell, or the exact error."""
+    return columnar.batch_from_rows([convert_row(row, layout, where) for where, row in rows], layout.columns)
+
+
+def typed_batch(batch: pa.RecordBatch, layout: ScoringLayout,
+                exact: Callable[[], pa.RecordBatch], where: Callable[[int], str]) -> pa.RecordBatch:
+    """``batch`` typed column by column; ``exact()`` (the same rows typed by :func:`typed_rows`) when a column
+    holds a cell the vectorised typing cannot judge. A row without a value in a required column raises
+    ScoringError at ``where(row index)``."""
+    try:
+        typed = columnar.typed_batch(batch, layout.columns)
+    except columnar.NeedsRowCheck:
+        typed = exact()
+    for name in layout.required:
+        row = columnar.first_null(typed.column(name))
+        if row >= 0:
+            raise ScoringError(f"{where(row)}, column {name!r}: no value, and the model requires one (its training "
+                               f"data always had it); fill it or drop the row")
+    return typed
 
 
 def example_key(serialized: bytes, layout: ScoringLayout) -> tuple:
@@ -206,11 +264,30 @@ def example_key(serialized: bytes, layout: ScoringLayout) -> tuple:
     return tuple(key)
 
 
+def example_keys(serialized: Sequence[bytes], layout: ScoringLayout) -> pa.RecordBatch:
+    """The key columns of serialized tf.Examples as a typed batch (tfx-bsl's decoder, row by row only when
+    a key cell needs it)."""
+    from tfx_bsl.coders import example_coder
+
+    decoded = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
+    keys = [layout.column(k) for k in layout.key_names]
+    arrays = [decoded.column(c.name) if c.name in decoded.schema.names else pa.nulls(len(serialized))
+              for c in keys]
+    try:
+        return pa.RecordBatch.from_arrays([columnar.typed_array(a, c) for a, c in zip(arrays, keys)],
+                                          schema=columnar.schema(keys))
+    except columnar.NeedsRowCheck:
+        return columnar.batch_from_rows([dict(zip(layout.key_names, example_key(s, layout))) for s in serialized],
+                                        keys)
+
+
 # ---------------------------------------------------------------------------- reading files
 def iter_csv_rows(text: io.TextIOBase, path: str, layout: ScoringLayout) -> Iterator[Tuple[str, Dict[str, str]]]:
     """(where, row) for every data row of a CSV stream with a header; ``where`` = "PATH: row N (line L)".
 
-    Raises ScoringError when the header lacks a column the model reads or a row has the wrong field count.
+    The per-row reader that gives exact positions: :func:`csv_batches` falls back to it for a batch with a
+    bad cell. Raises ScoringError when the header lacks a column the model reads or a row has the wrong
+    field count.
     """
     reader = csv.reader(text)
     header = next(reader, None)
@@ -228,20 +305,69 @@ def iter_csv_rows(text: io.TextIOBase, path: str, layout: ScoringLayout) -> Iter
         yield where, dict(zip(header, fields))
 
 
-def iter_parquet_rows(fh, path: str, layout: ScoringLayout, batch_rows: int = 4096
-                      ) -> Iterator[Tuple[str, Dict[str, Any]]]:
-    """(where, row) for every row of a Parquet file, read in record batches of the needed columns only."""
+def csv_batches(open_file: Callable[[], Any], path: str, layout: ScoringLayout) -> Iterator[pa.RecordBatch]:
+    """Typed batches of a CSV file with a header, read by pyarrow's streaming CSV reader.
+
+    ``open_file()`` opens the (decompressed) bytes; it is called again to re-read rows one by one with
+    :func:`iter_csv_rows` when a batch holds a bad cell or a malformed line, so that the error names the
+    row and line exactly. Blank lines are skipped, as the per-row reader does.
+    """
+    import pyarrow.csv as pacsv
+
+    with open_file() as raw:
+        header = next(csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline="")), None)
+    if header is None:
+        return
+    _check_columns(path, header, layout)
+    names = [c.name for c in layout.columns]
+
+    def rows_from(first: int, count: Optional[int]) -> List[Tuple[str, Dict[str, str]]]:
+        with open_file() as raw:
+            rows = iter_csv_rows(io.TextIOWrapper(raw, encoding="utf-8", newline=""), path, layout)
+            for _ in range(first):
+                next(rows)
+            return [row for row, _ in zip(rows, range(count))] if count is not None else list(rows)
+
+    def where(row: int) -> str:
+        return rows_from(row, 1)[0][0]
+
+    done = 0
+    with open_file() as raw:
+        reader = pacsv.open_csv(
+            raw, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(include_columns=names, column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=True, null_values=[""]))
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+                rows_from(done, None)  # raises the per-row reader's exact error
+                raise ScoringError(f"{path}: after row {done}: {e}") from None
+            start = done
+            yield typed_batch(batch, layout, lambda: typed_rows(rows_from(start, batch.num_rows), layout),
+                              lambda i: where(start + i))
+            done += batch.num_rows
+
+
+def parquet_batches(fh, path: str, layout: ScoringLayout, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Typed batches of a Parquet file, read in record batches of the needed columns only."""
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(fh)
-    names = parquet.schema_arrow.names
-    _check_columns(path, names, layout)
-    wanted = [c.name for c in layout.columns]
-    row_number = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
-        for row in batch.to_pylist():
-            row_number += 1
-            yield f"{path}: row {row_number}", row
+    _check_columns(path, parquet.schema_arrow.names, layout)
+    done = 0
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=[c.name for c in layout.columns]):
+        start = done
+
+        def where(i: int) -> str:
+            return f"{path}: row {start + i + 1}"
+
+        yield typed_batch(batch, layout, lambda: typed_rows(zip(map(where, range(batch.num_rows)), batch.to_pylist()),
+                                                            layout), where)
+        done += batch.num_rows
 
 
 def _check_columns(path: str, present: Sequence[str], layout: ScoringLayout) -> None:
@@ -277,64 +403,167 @@ def _tfrecord_compression(path: str) -> str:
         return CompressionTypes.GZIP if fh.read(2) == b"\x1f\x8b" else CompressionTypes.UNCOMPRESSED
 
 
-# ---------------------------------------------------------------------------- model outputs -> rows
-def _tensor_scalar(proto) -> float:
-    """The one value of a per-row output TensorProto (float_val, or packed tensor_content)."""
-    if len(proto.float_val) == 1:
-        return float(proto.float_val[0])
-    import tensorflow as tf
+# ---------------------------------------------------------------------------- the model, once per batch
+class ScoringModel:
+    """An exported model loaded in-process; :meth:`predict` scores a typed batch, :meth:`serve` serialized
+    tf.Examples. Both return ``{head: float32 [rows]}``."""
 
-    values = tf.make_ndarray(proto).reshape(-1)
-    if values.size != 1:
-        raise ScoringError(f"a model output has {values.size} values per row; scoring writes one per head")
-    return float(values[0])
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._loaded = tf.saved_model.load(model_dir)
+        self._serve = self._loaded.signatures[SIGNATURE]
+        self._raw = self._loaded.signatures.get(RAW_SIGNATURE)
+        self._raw_inputs = ({k: s.dtype for k, s in self._raw.structured_input_signature[1].items()}
+                            if self._raw is not None else {})
+
+    def predict(self, batch: pa.RecordBatch) -> Dict[str, np.ndarray]:
+        """``predict_raw`` on the batch's columns (a missing value as its dtype's missing value); a model
+        without ``predict_raw`` gets the rows as tf.Examples on ``serving_default``."""
+        if self._raw is None:
+            return self.serve(serialize_examples(batch))
+        inputs = {}
+        for name, dtype in self._raw_inputs.items():
+            kind = dtype.name if dtype.name in _MISSING else "string"
+            values = batch.column(name) if name in batch.schema.names else pa.nulls(batch.num_rows)
+            if values.type != columnar.ARROW_TYPES[kind]:  # a spec given with --spec may type it otherwise
+                values = columnar.typed_array(values, Column(name, kind))
+            inputs[name] = self._tf.constant(values.fill_null(_MISSING[kind]).to_numpy(zero_copy_only=False), dtype)
+        return self._outputs(self._raw(**inputs), batch.num_rows)
+
+    def serve(self, serialized: Sequence[bytes]) -> Dict[str, np.ndarray]:
+        """``serving_default`` on serialized tf.Examples."""
+        outputs = self._serve(**{EXAMPLES_INPUT: self._tf.constant(list(serialized), self._tf.string)})
+        return self._outputs(outputs, len(serialized))
+
+    @staticmethod
+    def _outputs(outputs, rows: int) -> Dict[str, np.ndarray]:
+        out = {}
+        for name, tensor in outputs.items():
+            values = np.asarray(tensor.numpy(), np.float32).reshape(-1)
+            if values.size != rows:
+                raise ScoringError(f"model output {name!r} has {values.size} values for {rows} rows; scoring "
+                                   f"writes one per head and row")
+            out[name] = values
+        return out
 
 
-def prediction_outputs(prediction_log) -> Dict[str, float]:
-    """{head: probability} of one row's PredictionLog (a ``predict_log`` of ``serving_default``)."""
-    return {name: _tensor_scalar(t) for name, t in prediction_log.predict_log.response.outputs.items()}
+def output_batch(keys: pa.RecordBatch, outputs: Mapping[str, np.ndarray], layout: ScoringLayout) -> pa.RecordBatch:
+    """The output rows: key columns then every head (null for a head the model did not return)."""
+    arrays = [keys.column(k) for k in layout.key_names]
+    arrays += [pa.array(outputs[h], pa.float32()) if h in outputs else pa.nulls(keys.num_rows, pa.float32())
+               for h in layout.heads]
+    return pa.RecordBatch.from_arrays(arrays, schema=columnar.schema(layout.output_columns))
 
 
-def output_row(key: tuple, outputs: Mapping[str, float], layout: ScoringLayout) -> Dict[str, Any]:
-    """The output row: key columns then every head (None for a head the model did not return)."""
-    row = dict(zip(layout.key_names, key))
-    row.update((h, outputs.get(h)) for h in layout.heads)
-    return row
+# ---------------------------------------------------------------------------- writing
+def parquet_schema(layout: ScoringLayout) -> pa.Schema:
+    """pyarrow schema of the output rows: key columns with their dtype, heads float32."""
+    return columnar.schema(layout.output_columns)
 
 
-def _format_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "%.9g" % value  # round-trips a float32
-    return str(value)
-
-
-def csv_line(row: Mapping[str, Any], names: Sequence[str]) -> str:
-    """One CSV line (no newline) of ``row``'s values in ``names`` order; empty for None."""
+def csv_header(names: Sequence[str]) -> str:
+    """The header line (no newline) of the CSV output."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([_format_cell(row.get(n)) for n in names])
+    csv.writer(out, lineterminator="").writerow(names)
     return out.getvalue()
 
 
-def row_to_output_example(row: Mapping[str, Any], layout: ScoringLayout) -> bytes:
-    """An output row as a serialized tf.Example (heads as float features)."""
-    columns = [layout.column(k) for k in layout.key_names] + [Column(h, "float32") for h in layout.heads]
-    return to_example(row, columns)
+def csv_text(batch: pa.RecordBatch) -> str:
+    """The batch as CSV lines joined by newlines (no header, no final newline), built column-wise.
+
+    Missing values are empty cells; floats are written in the shortest form that reads back as the same
+    float32; a text cell with a comma, a quote or a line break is quoted, as Python's ``csv`` module does.
+    """
+    import pyarrow.compute as pc
+
+    cells = []
+    for array in batch.columns:
+        text = array.cast(pa.string())
+        if pa.types.is_string(array.type):
+            quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+            text = pc.if_else(pc.match_substring_regex(text, '[,"\r\n]'), quoted, text)
+        cells.append(text.fill_null(""))
+    lines = pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")[0].as_py()
 
 
-def parquet_schema(layout: ScoringLayout):
-    """pyarrow schema of the output rows: key columns with their dtype, heads float32."""
-    import pyarrow as pa
+def serialize_examples(batch: pa.RecordBatch) -> List[bytes]:
+    """Each row as a serialized tf.Example of its non-missing values: tfx-bsl's encoder for the batch, and
+    ``features.records.to_example`` again for a row with a missing value (it leaves the feature out, where
+    the encoder would write an empty one)."""
+    from tfx_bsl.coders import example_coder
 
-    types = {"string": pa.string(), "int64": pa.int64(), "float32": pa.float32()}
-    return pa.schema([(n, types[layout.column(n).dtype]) for n in layout.key_names]
-                     + [(h, pa.float32()) for h in layout.heads])
+    offsets = pa.array(np.arange(batch.num_rows + 1), pa.int64())
+    lists = [pa.LargeListArray.from_arrays(offsets, _example_values(a)) for a in batch.columns]
+    serialized = list(example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(lists, batch.schema.names)))
+    nulls = [a.is_null().to_numpy(zero_copy_only=False) for a in batch.columns if a.null_count]
+    incomplete = np.flatnonzero(np.any(nulls, axis=0)) if nulls else []
+    if len(incomplete):
+        columns = [Column(f.name, _ARROW_DTYPES[f.type]) for f in batch.schema]
+        for i, row in zip(incomplete, batch.take(pa.array(incomplete)).to_pylist()):
+            serialized[i] = to_example(row, columns)
+    return serialized
+
+
+def _example_values(array: pa.Array) -> pa.Array:
+    """The values of a typed column for the encoder; a placeholder fills a missing cell (its row is rebuilt)."""
+    if pa.types.is_string(array.type):
+        return array.fill_null("").cast(pa.large_binary())
+    return array.fill_null(0)
 
 
 # ---------------------------------------------------------------------------- Beam
-class _RowsFromFile(beam.DoFn):
-    """A matched CSV or Parquet file -> (key, serialized tf.Example) per row, streamed."""
+def prefetched(items: Iterator[Any], depth: int = PREFETCH_BATCHES) -> Iterator[Any]:
+    """``items`` produced by a background thread, at most ``depth`` ahead of the consumer.
+
+    The next batch is read and typed (pyarrow releases the GIL while it parses) while the model scores the
+    current one (TensorFlow releases it too), so the two overlap on two cores. An exception raised by
+    ``items`` is raised here, at the point of the stream where it happened; memory stays bounded.
+    """
+    import queue
+    import threading
+
+    slots: "queue.Queue" = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
+    def produce():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put((done, e))
+
+    thread = threading.Thread(target=produce, name="msmt-score-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _ReadTypedBatches(beam.DoFn):
+    """A matched CSV or Parquet file -> its typed Arrow batches, streamed."""
 
     def __init__(self, layout: ScoringLayout, input_format: str):
         self._layout = layout
@@ -343,20 +572,36 @@ class _RowsFromFile(beam.DoFn):
     def process(self, readable_file):
         path = readable_file.metadata.path
         if self._format == "csv":
-            with readable_file.open(compression_type=CompressionTypes.AUTO) as raw:
-                yield from self._convert(iter_csv_rows(io.TextIOWrapper(raw, encoding="utf-8", newline=""),
-                                                       path, self._layout))
+            yield from prefetched(csv_batches(lambda: readable_file.open(compression_type=CompressionTypes.AUTO),
+                                              path, self._layout))
         else:
             with readable_file.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-                yield from self._convert(iter_parquet_rows(raw, path, self._layout))
+                yield from prefetched(parquet_batches(raw, path, self._layout))
 
-    def _convert(self, rows):
-        for where, row in rows:
-            yield convert_row(row, self._layout, where)
+
+class _Score(beam.DoFn):
+    """Typed batch (or list of serialized tf.Examples) -> output batch; the model is loaded once per worker
+    process and shared between threads (``apache_beam.utils.shared``)."""
+
+    def __init__(self, model_dir: str, layout: ScoringLayout):
+        from apache_beam.utils import shared
+
+        self._model_dir = model_dir
+        self._layout = layout
+        self._shared = shared.Shared()
+
+    def setup(self):
+        self._model = self._shared.acquire(lambda: ScoringModel(self._model_dir))
+
+    def process(self, element):
+        if isinstance(element, pa.RecordBatch):
+            yield output_batch(element, self._model.predict(element), self._layout)
+        else:
+            yield output_batch(example_keys(element, self._layout), self._model.serve(element), self._layout)
 
 
 class _CountRows(beam.DoFn):
-    """Pass-through counter (a Beam metric); prints progress every ``every`` rows when ``every`` is set."""
+    """Pass-through row counter of batches (a Beam metric); prints progress every ``every`` rows when set."""
 
     def __init__(self, name: str, every: Optional[int] = None):
         self._name = name
@@ -367,82 +612,57 @@ class _CountRows(beam.DoFn):
         self._seen = 0
         self._start = None
 
-    def process(self, element):
-        self._counter.inc()
-        self._seen += 1
+    def process(self, batch):
+        rows = batch.num_rows if isinstance(batch, pa.RecordBatch) else len(batch)
+        self._counter.inc(rows)
         if self._start is None:
             self._start = time.monotonic()
-        if self._every and self._seen % self._every == 0:
+        before, self._seen = self._seen, self._seen + rows
+        if self._every and self._seen // self._every > before // self._every:
             rate = self._seen / max(time.monotonic() - self._start, 1e-9)
             print(f"score: {self._seen:,} rows scored ({rate:,.0f} rows/s)", flush=True)
-        yield element
-
-
-class _FormatRow(beam.DoFn):
-    """(key, PredictionLog) -> an output record: a dict (Parquet), a CSV line or a serialized tf.Example."""
-
-    def __init__(self, layout: ScoringLayout, output_format: str):
-        self._layout = layout
-        self._format = output_format
-
-    def process(self, keyed_log):
-        key, log = keyed_log
-        row = output_row(key, prediction_outputs(log), self._layout)
-        if self._format == "csv":
-            yield csv_line(row, self._layout.output_names)
-        elif self._format == "tfrecord":
-            yield row_to_output_example(row, self._layout)
-        else:
-            yield row
-
-
-def inference_spec(model_dir: str):
-    """tfx-bsl InferenceSpecType for ``serving_default`` of the SavedModel in ``model_dir``."""
-    from tfx_bsl.public.proto import model_spec_pb2
-
-    return model_spec_pb2.InferenceSpecType(
-        saved_model_spec=model_spec_pb2.SavedModelSpec(model_path=model_dir, signature_name=[SIGNATURE]),
-        batch_parameters=model_spec_pb2.BatchParameters(min_batch_size=MIN_BATCH_SIZE, max_batch_size=MAX_BATCH_SIZE))
-
-
-def _keyed_record(record: bytes, layout: ScoringLayout) -> Tuple[tuple, bytes]:
-    return example_key(record, layout), record
+        yield batch
 
 
 def _read(pipeline, paths: Sequence[str], pattern: str, input_format: str, layout: ScoringLayout):
     if input_format == "tfrecord":
         return (pipeline
                 | "ReadTFRecord" >> beam.io.ReadFromTFRecord(pattern, compression_type=_tfrecord_compression(paths[0]))
-                | "KeyExamples" >> beam.Map(_keyed_record, layout))
+                | "Batch" >> beam.BatchElements(min_batch_size=BATCH_ROWS, max_batch_size=BATCH_ROWS))
     return (pipeline
             | "MatchFiles" >> fileio.MatchFiles(pattern)
             | "ReadMatches" >> fileio.ReadMatches()
-            | "ReadRows" >> beam.ParDo(_RowsFromFile(layout, input_format)))
+            | "ReadBatches" >> beam.ParDo(_ReadTypedBatches(layout, input_format)))
 
 
-def _write(rows, output_dir: str, output_format: str, layout: ScoringLayout):
+def _write(batches, output_dir: str, output_format: str, layout: ScoringLayout):
     prefix = os.path.join(output_dir, OUTPUT_PREFIX)
     suffix = OUTPUT_SUFFIX[output_format]
+    batches = batches | "SkipEmpty" >> beam.Filter(lambda b: b.num_rows > 0)
     if output_format == "parquet":
-        return rows | "WriteParquet" >> beam.io.WriteToParquet(prefix, parquet_schema(layout), file_name_suffix=suffix)
+        return (batches
+                | "ToTables" >> beam.Map(lambda b: pa.Table.from_batches([b]))
+                | "WriteParquet" >> beam.io.WriteToParquetBatched(prefix, parquet_schema(layout),
+                                                                  file_name_suffix=suffix))
     if output_format == "csv":
-        header = csv_line(dict(zip(layout.output_names, layout.output_names)), layout.output_names)
-        return rows | "WriteCsv" >> beam.io.WriteToText(prefix, file_name_suffix=suffix, header=header)
-    return rows | "WriteTFRecord" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=suffix,
-                                                           compression_type=CompressionTypes.GZIP)
+        return (batches
+                | "ToCsv" >> beam.Map(csv_text)
+                | "WriteCsv" >> beam.io.WriteToText(prefix, file_name_suffix=suffix,
+                                                    header=csv_header(layout.output_names)))
+    return (batches
+            | "ToExamples" >> beam.FlatMap(serialize_examples)
+            | "WriteTFRecord" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=suffix,
+                                                         compression_type=CompressionTypes.GZIP))
 
 
 def build_scoring(pipeline, model_dir: str, paths: Sequence[str], pattern: str, input_format: str,
                   output_dir: str, output_format: str, layout: ScoringLayout):
-    """Add read -> count -> RunInference -> count + progress -> format -> write to ``pipeline``."""
-    from tfx_bsl.public.beam import RunInference
-
-    rows = (_read(pipeline, paths, pattern, input_format, layout)
-            | "CountIn" >> beam.ParDo(_CountRows("rows_in")).with_output_types(KEYED_EXAMPLE)
-            | "RunInference" >> RunInference(inference_spec(model_dir))
-            | "CountOut" >> beam.ParDo(_CountRows("rows_out", PROGRESS_EVERY))
-            | "FormatRows" >> beam.ParDo(_FormatRow(layout, output_format)))
-    return _write(rows, output_dir, output_format, layout)
+    """Add read -> count -> score -> count + progress -> write to ``pipeline``."""
+    batches = (_read(pipeline, paths, pattern, input_format, layout)
+               | "CountIn" >> beam.ParDo(_CountRows("rows_in"))
+               | "Score" >> beam.ParDo(_Score(model_dir, layout))
+               | "CountOut" >> beam.ParDo(_CountRows("rows_out", PROGRESS_EVERY)))
+    return _write(batches, output_dir, output_format, layout)
 
 
 def beam_options(beam_args: Sequence[str] = ()) -> List[str]:
@@ -540,8 +760,8 @@ def score(model_dir: str, input_pattern: str, output_dir: str, output_format: st
 
 # ---------------------------------------------------------------------------- command line
 SCORE_DESCRIPTION = """\
-Score raw impression logs with an exported model (Beam + tfx-bsl RunInference on serving_default) and
-write one row per input row: the request id (when the spec has one), the user/item ids, the scenario and
+Score raw impression logs with an exported model on Beam, a batch of thousands of rows per model call,
+and write one row per input row: the request id (when the spec has one), the user/item ids, the scenario and
 every head of the model (ctr, ctavr, cvr, ctcvr, xcvr, ...).
 
 Input: CSV with a header row (empty cell = missing value), TFRecord of tf.Example (gzipped or not) or
@@ -549,7 +769,7 @@ Parquet; the format comes from the file extension unless --input-format is given
 --spec, else the one in the model's assets.extra/msmt_export.json (older models need --spec); it types the
 columns. A cell that does not parse stops the run with the file, row and column named.
 
-Output: DIR/scores-SSSSS-of-NNNNN.parquet|.csv|.tfrecord.gz. Progress is printed every 10,000 rows.
+Output: DIR/scores-SSSSS-of-NNNNN.parquet|.csv|.tfrecord.gz. Progress is printed every 100,000 rows.
 """
 
 SCORE_EPILOG = """\
@@ -573,7 +793,7 @@ class _BeamOptionsParser:
 
 def add_score_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``score`` on an ``argparse`` sub-parsers object; its handler is ``args.func``."""
-    p = subparsers.add_parser("score", help="batch-score impression logs with an exported model (Beam RunInference)",
+    p = subparsers.add_parser("score", help="batch-score impression logs with an exported model (Beam, Arrow batches)",
                               description=SCORE_DESCRIPTION, epilog=SCORE_EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.__class__ = type("ScoreArgumentParser", (_BeamOptionsParser, type(p)), {})

@@ -1,14 +1,21 @@
-"""Unit tests of batch scoring's row handling (no Beam pipeline, no model): typing CSV / Parquet /
-tf.Example values, building tf.Examples, output rows, error messages, input detection and the CLI parser."""
+"""Unit tests of batch scoring's input and output handling (no Beam pipeline, no model): typing CSV /
+Parquet / tf.Example values row by row and in Arrow batches, the exact errors, output batches as CSV text
+and tf.Examples, input detection and the CLI parser."""
 
 import argparse
+import csv
+import dataclasses
 import io
 import json
 import os
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
+
+from features import columnar
 
 from features.spec import resolve_spec
 from serving import scoring
@@ -64,12 +71,13 @@ def test_head_named_like_a_column_is_rejected():
         scoring.build_layout(resolve_spec("synthetic"), ("ctr", "scenario"))
 
 
-# ---------------------------------------------------------------------------- CSV -> tf.Example
-def test_csv_row_to_key_and_example_exact_values(layout):
+# ---------------------------------------------------------------------------- CSV -> typed values -> tf.Example
+def test_csv_row_to_typed_values_and_example_exact_values(layout):
     [(where, row)] = _csv_rows(f"{HEADER}\n{ROW}\n", layout)
     assert where == "logs/a.csv: row 1 (line 2)"
-    key, serialized = scoring.convert_row(row, layout, where)
-    assert key == ("r7", "u19", "i1381", "search")
+    values = scoring.convert_row(row, layout, where)
+    assert [values[k] for k in layout.key_names] == ["r7", "u19", "i1381", "search"]
+    [serialized] = scoring.serialize_examples(scoring.typed_rows([(where, row)], layout))
     feats = _features(serialized)
     assert set(feats) == {c.name for c in layout.columns}
     assert feats["user_id"] == ("bytes_list", [b"u19"])
@@ -83,13 +91,13 @@ def test_csv_row_to_key_and_example_exact_values(layout):
 
 def test_empty_cells_are_missing_and_integral_floats_are_ints(layout):
     row = dict(zip(HEADER.split(","), ROW.split(",")), item_price="", device="", user_age="3.0", user_activity="nan")
-    key, serialized = scoring.convert_row(row, layout, "x")
-    feats = _features(serialized)
+    values = scoring.convert_row(row, layout, "x")
+    assert values["item_price"] is values["device"] is values["user_activity"] is None and values["user_age"] == 3
+    feats = _features(scoring.serialize_examples(scoring.typed_rows([("x", row)], layout))[0])
     assert "item_price" not in feats and "device" not in feats and "user_activity" not in feats
     assert feats["user_age"] == ("int64_list", [3])
-    assert key == ("r7", "u19", "i1381", "search")
     row["request_id"] = ""
-    assert scoring.convert_row(row, layout, "x")[0] == (None, "u19", "i1381", "search")
+    assert scoring.convert_row(row, layout, "x")["request_id"] is None
 
 
 def test_bad_csv_value_names_file_row_and_column(layout):
@@ -121,7 +129,52 @@ def test_quoted_csv_fields_and_line_numbers(layout):
     assert row["item_tags"] == "t37|t45,x" and where.endswith("row 1 (line 2)")
 
 
-# ---------------------------------------------------------------------------- Parquet / tf.Example values
+# ---------------------------------------------------------------------------- CSV files in Arrow batches
+def _csv_file(tmp_path, text, name="a.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return lambda: open(path, "rb"), str(path)
+
+
+def test_csv_batches_type_every_row_like_the_row_reader(layout, tmp_path, monkeypatch):
+    monkeypatch.setattr(scoring, "CSV_BLOCK_BYTES", 256)  # several batches
+    fields = ROW.split(",")
+    lines = [",".join(fields[:3] + [f"u{i}"] + fields[4:]) for i in range(12)]
+    lines[3] = lines[3].replace("t37|t45", '"t37|\nt45,x"')  # a quoted line break
+    lines[5] = lines[5].replace(",19.42,", ",,").replace(",web,", ",,")  # missing float and string
+    lines[6] = lines[6].replace(",1,0,2.2366,", ",4.0,0,nan,")  # integral float as int, NaN missing
+    opener, path = _csv_file(tmp_path, HEADER + "\n" + "\n".join(lines[:8]) + "\n\n" + "\n".join(lines[8:]) + "\n")
+    batches = list(scoring.csv_batches(opener, path, layout))
+    assert len(batches) > 1
+    got = pa.Table.from_batches(batches).to_pylist()
+    with opener() as fh:
+        expected = scoring.typed_rows(scoring.iter_csv_rows(io.TextIOWrapper(fh, newline=""), path, layout),
+                                      layout).to_pylist()
+    assert got == expected and len(got) == 12
+    assert got[3]["item_tags"] == "t37|\nt45,x" and got[5]["item_price"] is None and got[5]["device"] is None
+    assert got[6]["user_age"] == 4 and got[6]["user_activity"] is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ((",1,0,2.2366,", ",abc,0,2.2366,"), "row 10 (line 12), column 'user_age': 'abc' is not a valid int64"),
+    ((",19.42,", ",cheap,"), "row 10 (line 12), column 'item_price': 'cheap' is not a valid float32"),
+    ((",u9,", ",,"), "row 10 (line 12), column 'user_id': no value, and the model requires one"),
+    ((",web,", ",web,extra,"), "row 10 (line 12): 21 fields, the header has 20"),
+])
+def test_csv_batches_stop_at_a_bad_row_naming_file_row_line_and_column(layout, tmp_path, monkeypatch, change,
+                                                                       message):
+    monkeypatch.setattr(scoring, "CSV_BLOCK_BYTES", 256)
+    lay = dataclasses.replace(layout, required=("user_id", "scenario"))
+    fields = ROW.split(",")
+    lines = [",".join(fields[:3] + [f"u{i}"] + fields[4:]) for i in range(12)]
+    lines[9] = lines[9].replace(*change)
+    opener, path = _csv_file(tmp_path, HEADER + "\n" + "\n".join(lines[:5]) + "\n\n" + "\n".join(lines[5:]) + "\n")
+    with pytest.raises(ScoringError) as e:
+        list(scoring.csv_batches(opener, path, lay))
+    assert str(e.value).startswith(f"{path}: {message}"), str(e.value)
+
+
+# ---------------------------------------------------------------------------- Parquet values
 def test_typed_python_values_from_parquet(layout):
     tags, age, price, user = (layout.column(n) for n in ("item_tags", "user_age", "item_price", "user_id"))
     assert scoring.typed_value(["t1", b"t2"], tags, "w") == "t1|t2"
@@ -138,21 +191,33 @@ def test_typed_python_values_from_parquet(layout):
         scoring.typed_value(4.5, age, "w")
 
 
-def test_parquet_rows_read_only_needed_columns(layout, tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def _parquet_table(rows=2):
     names = HEADER.split(",")
     values = ROW.split(",")
-    table = pa.table({n: [v, v] for n, v in zip(names, values)})
+    return pa.table({n: [v] * rows for n, v in zip(names, values)})
+
+
+def test_parquet_batches_read_only_needed_columns(layout, tmp_path):
+    table = _parquet_table().set_column(6, "user_segment", pa.array([6.0, 7.0]))  # integral floats for an int
+    table = table.set_column(14, "item_tags", pa.array([["t1", "t2"], []]))
     pq.write_table(table, tmp_path / "a.parquet")
     with open(tmp_path / "a.parquet", "rb") as fh:
-        rows = list(scoring.iter_parquet_rows(fh, "a.parquet", layout, batch_rows=1))
-    assert [w for w, _ in rows] == ["a.parquet: row 1", "a.parquet: row 2"]
-    assert set(rows[0][1]) == {c.name for c in layout.columns}
-    pq.write_table(table.drop(["scenario"]), tmp_path / "b.parquet")
+        batches = list(scoring.parquet_batches(fh, "a.parquet", layout, batch_rows=1))
+    assert len(batches) == 2 and batches[0].schema.names == [c.name for c in layout.columns]
+    rows = pa.Table.from_batches(batches).to_pylist()
+    assert [r["user_segment"] for r in rows] == [6, 7] and [r["item_tags"] for r in rows] == ["t1|t2", None]
+    assert rows[0]["item_price"] == float(np.float32(19.42))
+    pq.write_table(_parquet_table().drop(["scenario"]), tmp_path / "b.parquet")
     with open(tmp_path / "b.parquet", "rb") as fh, pytest.raises(ScoringError, match="b.parquet: no column scenario"):
-        list(scoring.iter_parquet_rows(fh, "b.parquet", layout))
+        list(scoring.parquet_batches(fh, "b.parquet", layout))
+
+
+def test_parquet_bad_cell_names_the_row(layout, tmp_path):
+    table = _parquet_table(5).set_column(7, "user_age", pa.array([1.0, 2.0, 3.0, 4.5, 5.0]))
+    pq.write_table(table, tmp_path / "c.parquet")
+    with open(tmp_path / "c.parquet", "rb") as fh, pytest.raises(ScoringError) as e:
+        list(scoring.parquet_batches(fh, "c.parquet", layout, batch_rows=2))
+    assert str(e.value) == "c.parquet: row 4, column 'user_age': 4.5 is not a valid int64"
 
 
 def test_example_key_of_a_tfrecord_example(layout):
@@ -162,47 +227,46 @@ def test_example_key_of_a_tfrecord_example(layout):
     ex.features.feature["scenario"].bytes_list.value.append(b"home_feed")
     ex.features.feature["request_id"].int64_list.value.append(42)
     assert scoring.example_key(ex.SerializeToString(), layout) == ("42", "u5", "i9", "home_feed")
+    full = ex.SerializeToString()
     del ex.features.feature["request_id"]
     assert scoring.example_key(ex.SerializeToString(), layout) == (None, "u5", "i9", "home_feed")
+    keys = scoring.example_keys([full, ex.SerializeToString()], layout)
+    assert keys.to_pylist() == [{"request_id": "42", "user_id": "u5", "item_id": "i9", "scenario": "home_feed"},
+                                {"request_id": None, "user_id": "u5", "item_id": "i9", "scenario": "home_feed"}]
 
 
 # ---------------------------------------------------------------------------- outputs
-def _prediction_log(values):
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    log = prediction_log_pb2.PredictionLog()
-    for name, v in values.items():
-        log.predict_log.response.outputs[name].CopyFrom(tf.make_tensor_proto(np.asarray([v], np.float32)))
-    return log
+def _output(layout, heads):
+    keys = columnar.batch_from_rows([{"request_id": "r1", "user_id": "u,1", "item_id": "i2", "scenario": "search"},
+                                     {"request_id": None, "user_id": 'say "hi"', "item_id": "i3",
+                                      "scenario": "home_feed"}], [layout.column(k) for k in layout.key_names])
+    return scoring.output_batch(keys, {h: np.asarray(v, np.float32) for h, v in heads.items()}, layout)
 
 
-def test_prediction_log_to_output_row_and_csv_line(layout):
-    outputs = scoring.prediction_outputs(_prediction_log({"ctr": 0.25, "cvr": 0.1, "xcvr": 1e-7}))
-    assert outputs == {"ctr": 0.25, "cvr": float(np.float32(0.1)), "xcvr": float(np.float32(1e-7))}
-    row = scoring.output_row(("r1", "u,1", "i2", "search"), outputs, layout)
-    assert list(row) == list(layout.output_names)
-    assert row["ctr"] == 0.25 and row["ctavr"] is None
-    line = scoring.csv_line(row, layout.output_names)
-    assert line == 'r1,"u,1",i2,search,0.25,,0.100000001,,1.00000001e-07'
-    assert float(line.split(",")[-1]) == np.float32(1e-7)
+def test_output_batch_and_csv_text(layout):
+    batch = _output(layout, {"ctr": [0.25, 0.5], "cvr": [0.1, 0.2], "xcvr": [1e-7, 1.0]})
+    assert batch.schema.names == list(layout.output_names)
+    assert batch.column("ctavr").null_count == 2 and batch.column("ctr").type == pa.float32()
+    text = scoring.csv_text(batch)
+    assert text == ('r1,"u,1",i2,search,0.25,,0.1,,1e-7\n'
+                    ',"say ""hi""",i3,home_feed,0.5,,0.2,,1')
+    rows = list(csv.reader(io.StringIO(scoring.csv_header(layout.output_names) + "\n" + text)))
+    assert rows[0] == list(layout.output_names) and rows[2][1] == 'say "hi"'
+    assert np.float32(float(rows[1][-1])) == np.float32(1e-7) and np.float32(float(rows[1][6])) == np.float32(0.1)
 
 
-def test_tensor_content_outputs_are_read():
-    proto = tf.make_tensor_proto(np.asarray([0.75], np.float32))
-    proto.ClearField("float_val")
-    proto.tensor_content = np.asarray([0.75], np.float32).tobytes()
-    assert scoring._tensor_scalar(proto) == 0.75
-    with pytest.raises(ScoringError, match="2 values per row"):
-        scoring._tensor_scalar(tf.make_tensor_proto(np.asarray([0.1, 0.2], np.float32)))
+def test_model_outputs_need_one_value_per_row():
+    assert scoring.ScoringModel._outputs({"ctr": tf.constant([[0.5], [0.25]])}, 2)["ctr"].tolist() == [0.5, 0.25]
+    with pytest.raises(ScoringError, match="model output 'ctr' has 4 values for 2 rows"):
+        scoring.ScoringModel._outputs({"ctr": tf.zeros([2, 2])}, 2)
 
 
 def test_output_example_and_parquet_schema(layout):
-    import pyarrow as pa
-
-    row = scoring.output_row(("r1", "u1", "i2", "search"), {h: 0.5 for h in HEADS}, layout)
-    feats = _features(scoring.row_to_output_example(row, layout))
-    assert feats["user_id"] == ("bytes_list", [b"u1"]) and feats["ctcvr"] == ("float_list", [0.5])
-    assert set(feats) == set(layout.output_names)
+    batch = _output(layout, {h: [0.5, 0.75] for h in HEADS})
+    first, second = (_features(s) for s in scoring.serialize_examples(batch))
+    assert first["user_id"] == ("bytes_list", [b"u,1"]) and first["ctcvr"] == ("float_list", [0.5])
+    assert set(first) == set(layout.output_names)
+    assert set(second) == set(layout.output_names) - {"request_id"} and second["ctr"] == ("float_list", [0.75])
     schema = scoring.parquet_schema(layout)
     assert schema.names == list(layout.output_names)
     assert schema.field("request_id").type == pa.string() and schema.field("ctr").type == pa.float32()

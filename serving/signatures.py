@@ -16,7 +16,8 @@
   (e.g. the scenario name, not its index).
 
 :func:`export_saved_model` also writes ``assets.extra/msmt_export.json`` (``{"spec": FeatureSpec.to_dict(),
-"heads": [sorted output keys of serving_default], "raw_features": {name: "string"|"int64"|"float32"}}``),
+"heads": [sorted output keys of serving_default], "raw_features": {name: "string"|"int64"|"float32"},
+"required_features": [names serving_default requires]}``),
 which :func:`read_export_metadata` reads back for the model checks and batch scoring.
 
 The model is any callable Keras model that takes the transformed feature dict and returns
@@ -160,9 +161,14 @@ def build_signatures(model, tf_transform_output, spec: FeatureSpec) -> Dict[str,
 
 
 def export_metadata(spec: FeatureSpec, heads: Iterable[str], raw_spec: Mapping[str, object]) -> Dict:
-    """The content of ``assets.extra/msmt_export.json``."""
+    """The content of ``assets.extra/msmt_export.json``; ``required_features`` are the features without which
+    ``serving_default`` refuses a request (:func:`serving_feature_spec`), so that batch scoring, which calls
+    ``predict_raw``, refuses the same rows."""
+    required = [n for n in required_features(spec, raw_spec)
+                if isinstance(raw_spec[n], tf.io.FixedLenFeature) and raw_spec[n].default_value is None]
     return {"spec": spec.to_dict(), "heads": sorted(heads),
-            "raw_features": {name: _raw_dtype_name(name, s) for name, s in raw_spec.items()}}
+            "raw_features": {name: _raw_dtype_name(name, s) for name, s in raw_spec.items()},
+            "required_features": required}
 
 
 def export_metadata_path(model_dir: str) -> str:

@@ -42,7 +42,8 @@ def test_examples_missing_a_feature_decode_to_the_missing_value():
 
 def test_export_metadata_round_trip_and_missing_file(tmp_path):
     meta = signatures.export_metadata(SPEC, ["ctr", "ctcvr"], {k: RAW_SPEC[k] for k in RAW_FEATURES})
-    assert set(meta) == {"spec", "heads", "raw_features"}
+    assert set(meta) == {"spec", "heads", "raw_features", "required_features"}
+    assert meta["required_features"] == ["user_id", "scenario"]  # both always present in the stub's schema
     assert meta["heads"] == ["ctcvr", "ctr"] and meta["raw_features"] == RAW_FEATURES
     signatures.write_export_metadata(str(tmp_path), meta)
     assert signatures.read_export_metadata(str(tmp_path)) == meta

@@ -76,3 +76,16 @@ def fake_saved_model(path):
         with open(os.path.join(path, name), "wb") as fh:
             fh.write(data)
     return str(path)
+
+
+def export_stub_model(path) -> str:
+    """:class:`StubModel` saved with the real serving signatures and export metadata (a SavedModel that
+    ``serving_default``, ``predict_raw`` and batch scoring can call, built in about a second)."""
+    from serving import signatures
+
+    model = StubModel()
+    sigs = signatures.build_signatures(model, StubTransformOutput(), SPEC)
+    tf.saved_model.save(model, str(path), signatures=sigs)
+    signatures.write_export_metadata(str(path), signatures.export_metadata(
+        SPEC, ["ctr", "ctcvr"], {k: RAW_SPEC[k] for k in RAW_FEATURES}))
+    return str(path)
