@@ -12,10 +12,10 @@
    smallest and the largest size (the fixed cost of starting Beam and loading the model cancels), and is
    reported as a ratio to the ceiling of 2.
 
-Models: ``--model DIR`` (repeatable), else the newest model pushed by ``make demo``; ``--zoo M1,M2,...``
-(or ``--zoo all``) first trains each zoo model with ``msmt demo --rows 20000 --epochs 1`` into
-``OUTPUT/zoo/M`` (skipped when its model exists): scoring speed does not depend on how well a model is
-trained.
+Models: ``--model [NAME=]DIR`` (repeatable), else the newest model pushed by ``make demo``; ``--zoo
+M1,M2,...`` (or ``--zoo all``) adds each zoo model with its default config, trained for a few steps by the
+Trainer's ``run_fn`` on the demo's Transform output into ``OUTPUT/zoo/M`` (kept for later runs): scoring
+speed does not depend on how well a model is trained.
 
 Writes ``report.md`` and ``results.json`` into ``--output`` (default ``build/bench-serving``) and prints the
 report; ``--compare OLD/results.json`` adds a before/after table of the scoring rates. Timings are measured
@@ -50,7 +50,7 @@ DEMO_MODELS = os.path.join(REPO, "build", "demo", "run", "serving", "msmt")
 DEMO_DATA = os.path.join(REPO, "build", "demo", "data", "span-*", "impressions.csv")
 BATCH_SIZES = (1, 16, 128, 512)
 FORMATS = ("csv", "parquet")
-ZOO_ROWS = 20_000
+ZOO_STEPS = 50
 
 SCORE_CHILD = r"""
 import json, resource, sys
@@ -82,15 +82,46 @@ def named_model(arg: str):
     return name or os.path.basename(path.rstrip("/")), model_dir
 
 
+ZOO_CHILD = r"""
+import json, os, sys
+from models.trainer import run_fn
+from pipeline.results import split_patterns
+from features.spec import resolve_spec
+
+transform, examples, out_dir, model = sys.argv[1:5]
+
+
+class FnArgs:  # what the TFX Trainer hands to run_fn
+    pass
+
+
+a = FnArgs()
+a.custom_config = {"spec": resolve_spec("synthetic").to_dict(), "model": model, "train": {"epochs": 1}}
+a.transform_graph_path = transform
+a.train_files, a.eval_files = split_patterns(examples, "train"), split_patterns(examples, "eval")
+a.train_steps, a.eval_steps = ZOO_STEPS, 2
+a.serving_model_dir, a.model_run_dir = os.path.join(out_dir, "serving"), os.path.join(out_dir, "run")
+run_fn(a)
+"""
+
+
 def zoo_model(name: str, out_dir: str) -> str:
-    """The model ``msmt demo --model NAME --rows ZOO_ROWS --epochs 1`` pushes into ``out_dir/zoo/NAME``."""
-    demo = os.path.join(out_dir, "zoo", name)
-    models = os.path.join(demo, "run", "serving", "msmt")
-    if not glob.glob(os.path.join(models, "*", "saved_model.pb")):
-        say(f"training {name} on {ZOO_ROWS:,} rows (1 epoch) into {demo}")
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--rows", str(ZOO_ROWS), "--model", name,
-                        "--epochs", "1", "--output", demo], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    return find_model(models)
+    """Model ``name`` with its default config, trained for ``ZOO_STEPS`` steps by the Trainer's ``run_fn`` on
+    the Transform output of ``make demo`` and exported into ``out_dir/zoo/NAME`` (kept for later runs):
+    scoring speed does not depend on how well a model is trained."""
+    from pipeline.results import newest_artifact
+
+    serving = os.path.join(out_dir, "zoo", name, "serving")
+    if not os.path.exists(os.path.join(serving, "saved_model.pb")):
+        run = os.path.dirname(os.path.dirname(os.path.dirname(find_model())))  # build/demo/run
+        transform, examples = (newest_artifact(run, "Transform", o) for o in ("transform_graph",
+                                                                             "transformed_examples"))
+        say(f"{name}: training {ZOO_STEPS} steps on the demo's Transform output into {serving}")
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        subprocess.run([sys.executable, "-c", ZOO_CHILD.replace("ZOO_STEPS", str(ZOO_STEPS)), transform, examples,
+                        os.path.dirname(serving), name], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return serving
 
 
 def source_table(pattern: str):

@@ -6,9 +6,14 @@ calibration band would fail or pass good and bad models alike. Before TFMA runs,
 counts the positives of every evaluated head in every slice of the evaluation data (one pass over the label
 and scenario columns) and drops the thresholds of slices with fewer than ``min_positives`` positives, except
 the overall AUC thresholds, which always apply. The dropped ones are recorded as *not gated* in
-``<evaluation>/gating.json`` and shown in the report. Everything else is TFX's Evaluator executor unchanged:
-the same EvalConfig semantics, ``ModelEvaluation`` and ``ModelBlessing`` artifacts (so TFX's
-``LatestBlessedModelStrategy`` finds the blessed models), and the same validation result.
+``<evaluation>/gating.json`` and shown in the report.
+
+With ``evaluate_from="predictions"`` the candidate and the baseline run once per batch of eval examples,
+their predictions and the labels are added to the examples (``pipeline.eval_predictions``), and TFMA
+evaluates those in its model-agnostic mode; by default TFMA runs the SavedModels itself. Everything else is
+TFX's Evaluator executor unchanged: the same metrics, slices, plots and thresholds, ``ModelEvaluation`` and
+``ModelBlessing`` artifacts (so TFX's ``LatestBlessedModelStrategy`` finds the blessed models), and the same
+validation result.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
+from tfx.dsl.io import fileio
 from tfx.utils import io_utils, json_utils, proto_utils
 
 from features.labels import head_label_columns
@@ -32,6 +38,11 @@ from pipeline.results import OVERALL
 
 GATING_KEY = "gating"
 GATING_FILE = "gating.json"
+EVALUATE_FROM_KEY = "evaluate_from"
+FROM_PREDICTIONS, FROM_MODELS = "predictions", "models"
+EVALUATE_FROM = (FROM_PREDICTIONS, FROM_MODELS)
+# TFX's own path: measured as fast as the materialized one (docs/benchmarks.md#evaluator), without its extra Beam pass
+DEFAULT_EVALUATE_FROM = FROM_MODELS
 
 
 def gating_parameters(spec: FeatureSpec, heads: Sequence[str], min_positives: int) -> Dict:
@@ -136,6 +147,9 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
 
         exec_properties = dict(exec_properties)
         gating = json.loads(exec_properties.pop(GATING_KEY))
+        evaluate_from = exec_properties.pop(EVALUATE_FROM_KEY, None) or DEFAULT_EVALUATE_FROM
+        if evaluate_from not in EVALUATE_FROM:
+            raise ValueError(f"{EVALUATE_FROM_KEY}: {evaluate_from!r} is not one of {', '.join(EVALUATE_FROM)}")
         eval_config = config_pb2.EvalConfig()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], eval_config)
         splits = json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY) or "null") \
@@ -148,8 +162,15 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
         for r in removed:
             logging.info("Evaluator: not gated: %s / %s %s (%d positives < %d)", r["head"], r["slice"],
                          r["metric"], r["positives"], gating["min_positives"])
+        materialized_uri = None
+        if evaluate_from == FROM_PREDICTIONS:
+            input_dict, eval_config, materialized_uri = self._materialize(input_dict, eval_config, splits)
         exec_properties[standard_component_specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
-        result = super().Do(input_dict, output_dict, exec_properties)
+        try:
+            result = super().Do(input_dict, output_dict, exec_properties)
+        finally:
+            if materialized_uri and fileio.exists(materialized_uri):
+                fileio.rmtree(materialized_uri)
         evaluation_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
         io_utils.write_string_file(os.path.join(evaluation_uri, GATING_FILE), json.dumps({
             "min_positives": gating["min_positives"], "splits": splits,
@@ -158,9 +179,59 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
         return result
 
 
+    def _materialize(self, input_dict, eval_config, splits: Sequence[str]):
+        """Every model's predictions and the labels added to the eval examples (``pipeline.eval_predictions``),
+        in the executor's temporary directory; returns the input dict reading them, the model-agnostic
+        EvalConfig and the directory (removed after TFMA ran)."""
+        import time
+
+        from absl import logging
+        from tfx.components.util import examples_utils
+        from tfx.utils import path_utils
+
+        from pipeline import eval_predictions
+
+        def model_dir(key):
+            artifact = artifact_utils.get_single_instance(input_dict[key])
+            return path_utils.serving_model_path(artifact.uri, path_utils.is_old_model_artifact(artifact))
+
+        has_baseline = bool(input_dict.get(standard_component_specs.BASELINE_MODEL_KEY))
+        models = {spec.name: model_dir(standard_component_specs.BASELINE_MODEL_KEY if spec.is_baseline
+                                       else standard_component_specs.MODEL_KEY)
+                  for spec in eval_config.model_specs if has_baseline or not spec.is_baseline}
+        candidate = next(spec.name for spec in eval_config.model_specs if not spec.is_baseline)
+        labels = eval_predictions.label_signature(eval_config)
+        heads = eval_predictions.heads_of(eval_config)
+        source = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
+        uri = os.path.join(self._get_tmp_dir(), "materialized_examples")
+        start = time.monotonic()
+        with self._make_beam_pipeline() as pipeline:
+            for split in splits:
+                patterns = [io_utils.all_files_pattern(u) for u in artifact_utils.get_split_uris(
+                    input_dict[standard_component_specs.EXAMPLES_KEY], split)]
+                _ = pipeline | f"Materialize[{split}]" >> eval_predictions.MaterializePredictions(
+                    patterns, os.path.join(artifact_utils.get_split_uri([_examples_at(uri, splits)], split), "data"),
+                    models, heads, candidate, labels)
+        logging.info("Evaluator: predictions of %s materialized for %s in %.1f s", ", ".join(models),
+                     ", ".join(splits), time.monotonic() - start)
+        materialized = _examples_at(uri, splits)
+        examples_utils.set_payload_format(materialized, examples_utils.get_payload_format(source))
+        input_dict = dict(input_dict, **{standard_component_specs.EXAMPLES_KEY: [materialized]})
+        return input_dict, eval_predictions.materialized_eval_config(eval_config), uri
+
+
+def _examples_at(uri: str, splits: Sequence[str]):
+    """An Examples artifact at ``uri`` with ``splits`` (files under ``uri/Split-<name>/``)."""
+    examples = standard_artifacts.Examples()
+    examples.uri = uri
+    examples.split_names = artifact_utils.encode_split_names(list(splits))
+    return examples
+
+
 class GatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
     PARAMETERS = dict(standard_component_specs.EvaluatorSpec.PARAMETERS,
-                      **{GATING_KEY: ExecutionParameter(type=str)})
+                      **{GATING_KEY: ExecutionParameter(type=str),
+                         EVALUATE_FROM_KEY: ExecutionParameter(type=str, optional=True)})
 
 
 class GatedEvaluator(base_beam_component.BaseBeamComponent):
@@ -169,16 +240,22 @@ class GatedEvaluator(base_beam_component.BaseBeamComponent):
     Args:
       examples, model, baseline_model, eval_config, example_splits: as ``tfx.components.Evaluator``.
       gating: :func:`gating_parameters`.
+      evaluate_from: ``models`` (default): TFMA runs the SavedModels itself (TFX's own path);
+        ``predictions``: the models run once per batch of examples and TFMA evaluates their materialized
+        predictions (``pipeline.eval_predictions``). Same numbers (to 1e-6), and measured at the same speed:
+        TFMA's per-example metric combiners, not the models, bound both (docs/benchmarks.md#evaluator).
     """
 
     SPEC_CLASS = GatedEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(GatedEvaluatorExecutor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel, baseline_model: types.BaseChannel,
-                 eval_config, gating: Dict, example_splits: Sequence[str]):
+                 eval_config, gating: Dict, example_splits: Sequence[str],
+                 evaluate_from: str = DEFAULT_EVALUATE_FROM):
         super().__init__(spec=GatedEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config,
             example_splits=json_utils.dumps(list(example_splits)), gating=json.dumps(gating, sort_keys=True),
+            evaluate_from=evaluate_from,
             fairness_indicator_thresholds=json_utils.dumps(None),
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

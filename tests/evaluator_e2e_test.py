@@ -1,0 +1,119 @@
+"""The Evaluator on materialized predictions gives TFX's own numbers: the same metrics, plots, validation and
+blessing, to 1e-6, as TFMA running the SavedModels itself.
+
+Both paths run :class:`pipeline.evaluator.GatedEvaluatorExecutor` (``evaluate_from`` "models" and
+"predictions") in a child process on the session run's newest ExampleGen output (every split of the latest
+span, as the pipeline evaluates it), with its pushed model as the candidate and as the baseline, so that
+both model specs, the diff metrics and the change thresholds are compared too.
+"""
+
+import glob
+import os
+
+from tests.helpers import run_python
+
+CHILD = r"""
+import json, os, sys, time
+import tensorflow_model_analysis as tfma
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import path_utils, proto_utils
+
+from features.spec import resolve_spec
+from pipeline.eval_config import BlessingConfig, build_eval_config, evaluated_heads
+from pipeline.evaluator import GatedEvaluatorExecutor, gating_parameters
+from serving.scoring import serving_heads
+
+examples_uri, model_uri, out = sys.argv[2:5]
+splits = sorted(d[len("Split-"):] for d in os.listdir(examples_uri) if d.startswith("Split-"))
+spec = resolve_spec("synthetic")
+outputs = serving_heads(path_utils.serving_model_path(model_uri))
+blessing = BlessingConfig()
+eval_config = build_eval_config(spec, outputs, blessing=blessing)
+gating = gating_parameters(spec, evaluated_heads(spec, outputs), blessing.min_positives)
+
+
+def artifact(kind, uri):
+    a = kind()
+    a.uri = uri
+    return a
+
+
+def evaluate(mode):
+    where = os.path.join(out, mode)
+    examples = artifact(standard_artifacts.Examples, examples_uri)
+    examples.split_names = artifact_utils.encode_split_names(splits)
+    inputs = {"examples": [examples], "model": [artifact(standard_artifacts.Model, model_uri)],
+              "baseline_model": [artifact(standard_artifacts.Model, model_uri)]}
+    evaluation = artifact(standard_artifacts.ModelEvaluation, os.path.join(where, "evaluation"))
+    blessing_out = artifact(standard_artifacts.ModelBlessing, os.path.join(where, "blessing"))
+    for a in (evaluation, blessing_out):
+        os.makedirs(a.uri)
+    props = {"eval_config": proto_utils.proto_to_json(eval_config), "example_splits": json.dumps(splits),
+             "gating": json.dumps(gating), "evaluate_from": mode, "fairness_indicator_thresholds": "null"}
+    context = BaseBeamExecutor.Context(beam_pipeline_args=["--direct_running_mode=in_memory",
+                                                           "--direct_num_workers=1"],
+                                       tmp_dir=os.path.join(where, "tmp"), unique_id=mode)
+    start = time.monotonic()
+    GatedEvaluatorExecutor(context).Do(inputs, {"evaluation": [evaluation], "blessing": [blessing_out]}, props)
+    seconds = time.monotonic() - start
+    metrics, plots = {}, {}
+    for m in tfma.load_metrics(evaluation.uri):
+        where_ = str(tfma.slicer.deserialize_slice_key(m.slice_key))
+        for kv in m.metric_keys_and_values:
+            k = kv.key
+            metrics[f"{where_}|{k.model_name}|{k.output_name}|{k.name}|{k.is_diff}"] = (
+                kv.value.double_value.value if kv.value.HasField("double_value") else None)
+    for p in tfma.load_plots(evaluation.uri):
+        where_ = str(tfma.slicer.deserialize_slice_key(p.slice_key))
+        for kv in p.plot_keys_and_values:
+            k, v = kv.key, kv.value
+            for i, b in enumerate(v.calibration_histogram_buckets.buckets):
+                plots[f"{where_}|{k.model_name}|{k.output_name}|calibration|{i}"] = [
+                    b.num_weighted_examples.value, b.total_weighted_label.value,
+                    b.total_weighted_refined_prediction.value]
+            for i, c in enumerate(v.confusion_matrix_at_thresholds.matrices):
+                plots[f"{where_}|{k.model_name}|{k.output_name}|roc|{i}"] = [
+                    c.threshold, c.true_positives, c.false_positives, c.true_negatives, c.false_negatives]
+    validation = tfma.load_validation_result(evaluation.uri)
+    return {"seconds": seconds, "metrics": metrics, "plots": plots, "ok": bool(validation.validation_ok),
+            "blessed": blessing_out.get_int_custom_property("blessed"),
+            "failures": sorted(str(f.metric_key) for s in validation.metric_validations_per_slice
+                               for f in s.failures),
+            "left_behind": [os.path.relpath(d, where) for d, _, _ in os.walk(os.path.join(where, "tmp"))
+                            if "materialized_examples" in os.path.relpath(d, where)]}
+
+
+json.dump({mode: evaluate(mode) for mode in ("models", "predictions")}, open(sys.argv[1], "w"))
+"""
+
+
+def _newest(out, component, output):
+    dirs = glob.glob(str(out / "pipeline_root" / component / output / "*"))
+    assert dirs, f"the session run has no {component} {output}"
+    return max(dirs, key=lambda d: int(os.path.basename(d)))
+
+
+def test_materialized_predictions_give_tfmas_own_metrics_plots_and_blessing(synthetic_run, tmp_path):
+    _, out, _ = synthetic_run
+    res = run_python(CHILD, str(tmp_path / "res.json"),
+                     [_newest(out, "CsvExampleGen", "examples"), _newest(out, "Trainer", "model"), str(tmp_path)],
+                     timeout=900)
+    models, predictions = res["models"], res["predictions"]
+    assert models["metrics"].keys() == predictions["metrics"].keys()
+    names = {k.split("|")[3] for k in models["metrics"]}
+    assert {"auc", "gauc", "binary_crossentropy", "calibration", "example_count"} <= names, sorted(names)
+    assert {k.split("|")[1] for k in models["metrics"]} == {"candidate", "baseline"}
+    assert any(k.endswith("|True") for k in models["metrics"])  # the candidate - baseline diffs
+    for key, value in models["metrics"].items():
+        other = predictions["metrics"][key]
+        assert (value is None) == (other is None), key
+        assert value is None or abs(value - other) <= 1e-6 or (value != value and other != other), (key, value,
+                                                                                                  other)
+    assert models["plots"].keys() == predictions["plots"].keys() and len(models["plots"]) > 1000
+    worst = max(abs(a - b) for k in models["plots"] for a, b in zip(models["plots"][k], predictions["plots"][k]))
+    assert worst <= 1e-6, worst
+    assert (models["ok"], models["blessed"], models["failures"]) == (predictions["ok"], predictions["blessed"],
+                                                                     predictions["failures"])
+    assert predictions["left_behind"] == []  # the materialized examples are removed after TFMA ran
+    assert predictions["seconds"] > 0 and models["seconds"] > 0
