@@ -321,18 +321,20 @@ def csv_batches(open_file: Callable[[], Any], path: str, layout: ScoringLayout) 
     _check_columns(path, header, layout)
     names = [c.name for c in layout.columns]
 
-    def rows_from(first: int, count: Optional[int]) -> List[Tuple[str, Dict[str, str]]]:
+    def open_rows() -> Iterator[Tuple[str, Dict[str, str]]]:
         with open_file() as raw:
-            rows = iter_csv_rows(io.TextIOWrapper(raw, encoding="utf-8", newline=""), path, layout)
-            for _ in range(first):
-                next(rows)
-            return [row for row, _ in zip(rows, range(count))] if count is not None else list(rows)
+            yield from iter_csv_rows(io.TextIOWrapper(raw, encoding="utf-8", newline=""), path, layout)
+
+    rows = _RowCursor(open_rows)
+
+    def rows_from(first: int, count: Optional[int]) -> List[Tuple[str, Dict[str, str]]]:
+        return rows.take(first, count)
 
     def where(row: int) -> str:
         return rows_from(row, 1)[0][0]
 
     done = 0
-    with open_file() as raw:
+    with open_file() as raw, rows:
         reader = pacsv.open_csv(
             raw, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
@@ -350,6 +352,38 @@ def csv_batches(open_file: Callable[[], Any], path: str, layout: ScoringLayout) 
             yield typed_batch(batch, layout, lambda: typed_rows(rows_from(start, batch.num_rows), layout),
                               lambda i: where(start + i))
             done += batch.num_rows
+
+
+class _RowCursor:
+    """Rows of a per-row reader taken by position, moving forward: a file whose batches all need the per-row
+    typing is read twice in all, not once per batch. Going back re-opens the reader."""
+
+    def __init__(self, open_rows: Callable[[], Iterator[Any]]):
+        self._open_rows = open_rows
+        self._rows: Optional[Iterator[Any]] = None
+        self._position = 0
+
+    def take(self, first: int, count: Optional[int]) -> List[Any]:
+        """Rows ``first`` .. ``first + count - 1`` (to the end when ``count`` is None)."""
+        if self._rows is None or self._position > first:
+            self.close()
+            self._rows, self._position = self._open_rows(), 0
+        for _ in range(first - self._position):
+            next(self._rows)
+        taken = list(self._rows) if count is None else [row for _, row in zip(range(count), self._rows)]
+        self._position = first + len(taken)
+        return taken
+
+    def close(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def parquet_batches(fh, path: str, layout: ScoringLayout, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:

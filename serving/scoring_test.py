@@ -155,6 +155,22 @@ def test_csv_batches_type_every_row_like_the_row_reader(layout, tmp_path, monkey
     assert got[6]["user_age"] == 4 and got[6]["user_activity"] is None
 
 
+def test_csv_batches_that_all_need_the_row_reader_read_the_file_twice_in_all(layout, tmp_path, monkeypatch):
+    monkeypatch.setattr(scoring, "CSV_BLOCK_BYTES", 256)
+    fields = ROW.split(",")
+    lines = [",".join(fields[:3] + [f"u{i}"] + fields[4:7] + [f" {i % 5}"] + fields[8:]) for i in range(40)]
+    opener, path = _csv_file(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n")  # " 3": Python's int, not Arrow's
+    opened = []
+
+    def counting_opener():
+        opened.append(1)
+        return opener()
+
+    got = pa.Table.from_batches(list(scoring.csv_batches(counting_opener, path, layout))).to_pylist()
+    assert [r["user_age"] for r in got] == [i % 5 for i in range(40)] and [r["user_id"] for r in got][-1] == "u39"
+    assert len(opened) == 3  # the header, pyarrow's pass, one per-row pass
+
+
 @pytest.mark.parametrize("change, message", [
     ((",1,0,2.2366,", ",abc,0,2.2366,"), "row 10 (line 12), column 'user_age': 'abc' is not a valid int64"),
     ((",19.42,", ",cheap,"), "row 10 (line 12), column 'item_price': 'cheap' is not a valid float32"),
