@@ -18,7 +18,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.helpers import child_env, pipeline_outputs, run_python
+from tests.helpers import child_env, finish_python, pipeline_outputs, run_python, start_python
 
 STEPS = 12
 BATCH = 128
@@ -70,9 +70,9 @@ def _shared_bottom_run(name, **train):
             "train": dict({"batch_size": BATCH, "seed": 11}, **train)}
 
 
-def _child(tmp, p, name, runs, devices):
-    return run_python(CHILD, str(tmp / f"{name}.json"),
-                      [p["transform"], p["examples"], p["raw"], str(tmp / name), json.dumps(runs), str(devices)])
+def _start(tmp, p, name, runs, devices):
+    return start_python(CHILD, str(tmp / f"{name}.json"),
+                        [p["transform"], p["examples"], p["raw"], str(tmp / name), json.dumps(runs), str(devices)])
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +81,14 @@ def runs(synthetic_run, tmp_path_factory):
     _, out, _ = synthetic_run
     tmp = tmp_path_factory.mktemp("distributed")
     p = pipeline_outputs(out)
-    one = _child(tmp, p, "one_device", [_aem2tl_run("aem2tl", distribution="default"),
+    one = _start(tmp, p, "one_device", [_aem2tl_run("aem2tl", distribution="default"),
                                         _shared_bottom_run("shared_bottom", distribution="default"),
                                         _shared_bottom_run("mixed", distribution="default",
                                                            mixed_precision=True)], 0)
     # One MirroredStrategy per process, as in the Trainer (two in a row can mix up their collective keys).
-    two = _child(tmp, p, "two_devices", [_aem2tl_run("aem2tl", distribution="mirrored")], 2)
+    # Both children run at once (op determinism makes their numbers independent of the load).
+    two = _start(tmp, p, "two_devices", [_aem2tl_run("aem2tl", distribution="mirrored")], 2)
+    one, two = finish_python(one, str(tmp / "one_device.json")), finish_python(two, str(tmp / "two_devices.json"))
     return dict(one, **{f"two_{k}": v for k, v in two.items()}), tmp, p
 
 

@@ -25,17 +25,33 @@ def child_env() -> dict:
     return env
 
 
-def run_python(code: str, result_path: str, args: Optional[List[str]] = None, timeout: int = 900) -> Any:
-    """Run ``code`` in a fresh interpreter with ``sys.argv[1] == result_path``; return the JSON it wrote."""
+def start_python(code: str, result_path: str, args: Optional[List[str]] = None) -> subprocess.Popen:
+    """Start ``code`` in a fresh interpreter with ``sys.argv[1] == result_path`` (see :func:`finish_python`):
+    independent children started together overlap their fixed costs (imports, graph building)."""
     if os.path.exists(result_path):
         os.remove(result_path)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), result_path] + list(args or []),
-                          cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), result_path] + list(args or []),
+                            cwd=REPO_ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish_python(proc: subprocess.Popen, result_path: str, timeout: int = 900) -> Any:
+    """Wait for a :func:`start_python` child and return the JSON it wrote."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
     if not os.path.exists(result_path):
         raise AssertionError(f"child exited with {proc.returncode} and wrote no result\n"
-                             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-6000:]}")
+                             f"stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-6000:]}")
     with open(result_path) as fh:
         return json.load(fh)
+
+
+def run_python(code: str, result_path: str, args: Optional[List[str]] = None, timeout: int = 900) -> Any:
+    """Run ``code`` in a fresh interpreter with ``sys.argv[1] == result_path``; return the JSON it wrote."""
+    return finish_python(start_python(code, result_path, args), result_path, timeout)
 
 
 def run_cli(args: List[str], timeout: int = 1500) -> subprocess.CompletedProcess:
