@@ -89,7 +89,9 @@ def test_export_check_passes_with_every_head(published):
     res, _ = published
     good = res["cli"]["good"]
     assert good["code"] == 0 and good["stdout"].rstrip().endswith("export-check: OK"), good["stderr"]
-    assert set(res["metadata"]) == {"spec", "heads", "raw_features"}
+    assert set(res["metadata"]) == {"spec", "heads", "raw_features", "required_features"}
+    # the synthetic logs always hold the ids and the scenario: serving_default (and msmt score) require them
+    assert res["metadata"]["required_features"] == ["user_id", "item_id", "scenario"]
     assert {"ctr", "ctavr", "ctcvr", "xcvr"} <= set(res["metadata"]["heads"])
     assert res["metadata"]["raw_features"]["item_tags"] == "string"
     assert res["metadata"]["raw_features"]["user_age"] == "int64"
