@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from features.records import MISSING_VALUES  # noqa: E402
 from serving import scoring  # noqa: E402
 
 DEMO_MODELS = os.path.join(REPO, "build", "demo", "run", "serving", "msmt")
@@ -186,7 +187,7 @@ def time_ceiling(model_dir: str, batches, seconds: float = 10.0) -> Dict[str, fl
     model = scoring.ScoringModel(model_dir)
     raw = tf.saved_model.load(model_dir).signatures[scoring.RAW_SIGNATURE]
     specs = raw.structured_input_signature[1]
-    tensors = [{k: tf.constant(b.column(k).fill_null(scoring._MISSING[s.dtype.name]).to_numpy(zero_copy_only=False),
+    tensors = [{k: tf.constant(b.column(k).fill_null(MISSING_VALUES[s.dtype.name]).to_numpy(zero_copy_only=False),
                                s.dtype) for k, s in specs.items()} for b in batches]
     return {"batch": scoring.BATCH_ROWS,
             "rows_per_s": _rate(lambda t: raw(**t) and len(next(iter(t.values()))), tensors, seconds),

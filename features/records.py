@@ -17,6 +17,12 @@ import math
 from typing import Any, List, Mapping, Optional, Sequence
 
 
+# The value that stands for a missing cell where one must be given (``predict_raw`` inputs, the defaults of
+# ``serving_default``'s parsing spec): ``features.preprocessing`` densifies every raw input with these same
+# values, so a missing cell and this value are one and the same to the model.
+MISSING_VALUES = {"string": "", "int64": 0, "float32": math.nan}
+
+
 class CellError(ValueError):
     """A cell does not parse as its column's dtype; the message names where, the column and the value."""
 

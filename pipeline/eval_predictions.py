@@ -29,9 +29,10 @@ from typing import Dict, List, Mapping, Sequence
 import apache_beam as beam
 import numpy as np
 
+from serving.signatures import SERVING_SIGNATURE
+
 PREDICTION_PREFIX = "__prediction__"
 MATERIALIZED_PREDICTION = "materialized_prediction"  # tfma.constants.MATERIALIZED_PREDICTION
-SERVING_SIGNATURE = "serving_default"  # serving.signatures.SERVING_SIGNATURE
 BATCH_ROWS = 4096
 OUTPUT_SUFFIX = ".gz"
 

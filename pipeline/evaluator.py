@@ -26,9 +26,9 @@ import numpy as np
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
-from tfx.dsl.io import fileio
 from tfx.utils import io_utils, json_utils, proto_utils
 
 from features.labels import head_label_columns
@@ -155,16 +155,17 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
         splits = json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY) or "null") \
             or ["eval"]
         examples = input_dict[standard_component_specs.EXAMPLES_KEY]
-        patterns = [io_utils.all_files_pattern(uri) for split in splits
-                    for uri in artifact_utils.get_split_uris(examples, split)]
-        positives = count_positives(patterns, gating["scenario"], gating["heads"])
+        split_patterns = {split: [io_utils.all_files_pattern(uri)
+                                  for uri in artifact_utils.get_split_uris(examples, split)] for split in splits}
+        positives = count_positives([p for ps in split_patterns.values() for p in ps], gating["scenario"],
+                                    gating["heads"])
         removed = drop_thin_slices(eval_config, positives, gating["min_positives"])
         for r in removed:
             logging.info("Evaluator: not gated: %s / %s %s (%d positives < %d)", r["head"], r["slice"],
                          r["metric"], r["positives"], gating["min_positives"])
         materialized_uri = None
         if evaluate_from == FROM_PREDICTIONS:
-            input_dict, eval_config, materialized_uri = self._materialize(input_dict, eval_config, splits)
+            input_dict, eval_config, materialized_uri = self._materialize(input_dict, eval_config, split_patterns)
         exec_properties[standard_component_specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
         try:
             result = super().Do(input_dict, output_dict, exec_properties)
@@ -178,11 +179,10 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
             "not_gated": removed}, indent=2))
         return result
 
-
-    def _materialize(self, input_dict, eval_config, splits: Sequence[str]):
-        """Every model's predictions and the labels added to the eval examples (``pipeline.eval_predictions``),
-        in the executor's temporary directory; returns the input dict reading them, the model-agnostic
-        EvalConfig and the directory (removed after TFMA ran)."""
+    def _materialize(self, input_dict, eval_config, split_patterns: Mapping[str, Sequence[str]]):
+        """Every model's predictions and the labels added to the eval examples of ``split_patterns`` ({split:
+        file patterns}, ``pipeline.eval_predictions``), in the executor's temporary directory; returns the
+        input dict reading them, the model-agnostic EvalConfig and the directory (removed after TFMA ran)."""
         import time
 
         from absl import logging
@@ -203,21 +203,18 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
         labels = eval_predictions.label_signature(eval_config)
         heads = eval_predictions.heads_of(eval_config)
         source = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
-        uri = os.path.join(self._get_tmp_dir(), "materialized_examples")
+        materialized = _examples_at(os.path.join(self._get_tmp_dir(), "materialized_examples"), list(split_patterns))
         start = time.monotonic()
         with self._make_beam_pipeline() as pipeline:
-            for split in splits:
-                patterns = [io_utils.all_files_pattern(u) for u in artifact_utils.get_split_uris(
-                    input_dict[standard_component_specs.EXAMPLES_KEY], split)]
+            for split, patterns in split_patterns.items():
                 _ = pipeline | f"Materialize[{split}]" >> eval_predictions.MaterializePredictions(
-                    patterns, os.path.join(artifact_utils.get_split_uri([_examples_at(uri, splits)], split), "data"),
+                    patterns, os.path.join(artifact_utils.get_split_uri([materialized], split), "data"),
                     models, heads, candidate, labels)
         logging.info("Evaluator: predictions of %s materialized for %s in %.1f s", ", ".join(models),
-                     ", ".join(splits), time.monotonic() - start)
-        materialized = _examples_at(uri, splits)
+                     ", ".join(split_patterns), time.monotonic() - start)
         examples_utils.set_payload_format(materialized, examples_utils.get_payload_format(source))
         input_dict = dict(input_dict, **{standard_component_specs.EXAMPLES_KEY: [materialized]})
-        return input_dict, eval_predictions.materialized_eval_config(eval_config), uri
+        return input_dict, eval_predictions.materialized_eval_config(eval_config), materialized.uri
 
 
 def _examples_at(uri: str, splits: Sequence[str]):

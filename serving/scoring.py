@@ -63,7 +63,7 @@ from features import columnar
 from features import formats
 from features import records
 from features.labels import ordered_heads
-from features.records import Column, to_example
+from features.records import MISSING_VALUES, Column, to_example
 from features.spec import DTYPES, FeatureSpec, resolve_spec, spec_from_dict
 
 EXPORT_METADATA = os.path.join("assets.extra", "msmt_export.json")  # serving.signatures.export_metadata_path
@@ -81,9 +81,8 @@ CSV_BLOCK_BYTES = 2 << 20  # CSV bytes per batch: about 12k rows of a 175-byte l
 PREFETCH_BATCHES = 2  # batches read ahead of the model (prefetched)
 PROGRESS_EVERY = 100_000
 METRICS_NAMESPACE = "msmt.score"
-_MISSING = {"string": "", "int64": 0, "float32": np.nan}  # serving.signatures._MISSING: the transform's missing value
 _DTYPE_NAMES = {1: "float32", 9: "int64", 7: "string"}  # TensorFlow DataType enum of a SignatureDef input
-_ARROW_DTYPES = {pa.string(): "string", pa.int64(): "int64", pa.float32(): "float32"}
+_ARROW_DTYPES = {arrow: name for name, arrow in columnar.ARROW_TYPES.items()}
 _STEP_ANNOTATION = re.compile(r"\s*\[while running '[^']*'\]")
 _REQUIRED_FEATURE = re.compile(r"Feature: (\S+) \(data type: (\w+)\) is required but could not be found")
 
@@ -274,8 +273,7 @@ def example_keys(serialized: Sequence[bytes], layout: ScoringLayout) -> pa.Recor
     arrays = [decoded.column(c.name) if c.name in decoded.schema.names else pa.nulls(len(serialized))
               for c in keys]
     try:
-        return pa.RecordBatch.from_arrays([columnar.typed_array(a, c) for a, c in zip(arrays, keys)],
-                                          schema=columnar.schema(keys))
+        return columnar.typed_batch(pa.RecordBatch.from_arrays(arrays, list(layout.key_names)), keys)
     except columnar.NeedsRowCheck:
         return columnar.batch_from_rows([dict(zip(layout.key_names, example_key(s, layout))) for s in serialized],
                                         keys)
@@ -327,11 +325,8 @@ def csv_batches(open_file: Callable[[], Any], path: str, layout: ScoringLayout) 
 
     rows = _RowCursor(open_rows)
 
-    def rows_from(first: int, count: Optional[int]) -> List[Tuple[str, Dict[str, str]]]:
-        return rows.take(first, count)
-
     def where(row: int) -> str:
-        return rows_from(row, 1)[0][0]
+        return rows.take(row, 1)[0][0]
 
     done = 0
     with open_file() as raw, rows:
@@ -346,10 +341,10 @@ def csv_batches(open_file: Callable[[], Any], path: str, layout: ScoringLayout) 
             except StopIteration:
                 return
             except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-                rows_from(done, None)  # raises the per-row reader's exact error
+                rows.take(done, None)  # raises the per-row reader's exact error
                 raise ScoringError(f"{path}: after row {done}: {e}") from None
             start = done
-            yield typed_batch(batch, layout, lambda: typed_rows(rows_from(start, batch.num_rows), layout),
+            yield typed_batch(batch, layout, lambda: typed_rows(rows.take(start, batch.num_rows), layout),
                               lambda i: where(start + i))
             done += batch.num_rows
 
@@ -459,11 +454,12 @@ class ScoringModel:
             return self.serve(serialize_examples(batch))
         inputs = {}
         for name, dtype in self._raw_inputs.items():
-            kind = dtype.name if dtype.name in _MISSING else "string"
+            kind = dtype.name if dtype.name in MISSING_VALUES else "string"
             values = batch.column(name) if name in batch.schema.names else pa.nulls(batch.num_rows)
             if values.type != columnar.ARROW_TYPES[kind]:  # a spec given with --spec may type it otherwise
                 values = columnar.typed_array(values, Column(name, kind))
-            inputs[name] = self._tf.constant(values.fill_null(_MISSING[kind]).to_numpy(zero_copy_only=False), dtype)
+            inputs[name] = self._tf.constant(values.fill_null(MISSING_VALUES[kind]).to_numpy(zero_copy_only=False),
+                                             dtype)
         return self._outputs(self._raw(**inputs), batch.num_rows)
 
     def serve(self, serialized: Sequence[bytes]) -> Dict[str, np.ndarray]:

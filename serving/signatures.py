@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from features.labels import is_label_feature
+from features.records import MISSING_VALUES
 from features.spec import FeatureSpec
 
 EXAMPLES_INPUT = "examples"
@@ -45,7 +46,7 @@ ASSETS_EXTRA = "assets.extra"
 EXPORT_METADATA_FILE = "msmt_export.json"
 RAW_DTYPES = {tf.string: "string", tf.int64: "int64", tf.float32: "float32"}
 REQUIRED_ROLES = ("id", "scenario")
-_MISSING = {"string": b"", "int64": 0, "float32": float("nan")}
+_MISSING = {k: v.encode() if isinstance(v, str) else v for k, v in MISSING_VALUES.items()}  # bytes for strings
 
 
 def raw_feature_spec(tf_transform_output, columns: Iterable[str]) -> Dict[str, object]:
