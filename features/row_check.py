@@ -1,8 +1,11 @@
 """Row-level checks of an impression log against its feature spec: every bad row gets a kind and a reason.
 
-The checked ExampleGen (``pipeline.checked_example_gen``) runs every CSV row through :class:`RowChecker`.
-A good row becomes a ``tf.Example``; a bad one goes to the quarantine with its problems, and the run goes
-on, unless the bad fraction passes the configured threshold.
+The checked ExampleGen (``pipeline.checked_example_gen``) checks every CSV row with :class:`RowChecker`, a
+block of lines at a time (:meth:`RowChecker.check_lines`: every rule below vectorised over Arrow arrays;
+the rows a vectorised rule does not accept are checked one by one by :meth:`RowChecker.check_line`, the
+reference, which gives their exact kind, column and message). A good row becomes a ``tf.Example``; a bad
+one goes to the quarantine with its problems, and the run goes on, unless the bad fraction passes the
+configured threshold.
 
 Kinds of bad rows, checked in this order (a row's kind is its first problem; every problem is listed):
 
@@ -32,6 +35,11 @@ import dataclasses
 import math
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.columnar import ARROW_TYPES, schema
 from features.records import Column, parse_text
 from features.spec import FeatureSpec
 
@@ -40,6 +48,16 @@ KINDS = ("malformed_line", "wrong_type", "non_finite", "empty_id", "missing_labe
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_VALUE_CHARS = 200
+# A decimal float literal without inf / nan (a strict subset of Python's ``float`` grammar): text that matches
+# is a finite double, and the vectorised check only has to test its float32 range.
+DECIMAL_LITERAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+# An integer literal that Arrow's cast parses as Python's ``int`` does (no "+" sign, which Arrow refuses);
+# at most this many characters means at most 18 digits, so it is inside int64.
+SIGNED_INT_LITERAL = r"^-?[0-9]+$"
+SAFE_INT_CHARS = 18
+# Characters that make the csv module's reading of a line differ from a plain split on commas (quotes, NUL,
+# a carriage return inside the line): lines holding one are checked by the per-row path.
+_CSV_SPECIAL = r'["\x00\r]'
 
 # The share of bad rows a run quarantines and skips before it fails (pipeline, scoring and the adapters).
 DEFAULT_MAX_BAD_FRACTION = 0.01
@@ -159,6 +177,63 @@ class RowChecker:
         problems.sort(key=lambda p: KINDS.index(p.kind))
         return CheckedRow(None if problems else values, tuple(problems))
 
+    def check_lines(self, lines: Sequence[str]) -> CheckedLines:
+        """Check a block of non-blank lines at once; the result is :meth:`check_line` of every line.
+
+        Every column is checked vectorised on Arrow arrays: the field count, empty ids and labels, int and
+        float literals (regular expressions that are a strict subset of Python's ``int`` / ``float``
+        grammar), the int64 and float32 ranges, 0/1 labels and the ``requires_click`` rule. A row that fails
+        any of them, or holds a character that the csv module reads specially, goes through
+        :meth:`check_line` instead, which gives its exact kind, column and message (or accepts it, e.g.
+        ``3.0`` in an int column). Good logs therefore never pay for the per-row path.
+        """
+        width = len(self.header)
+        text = pa.array(lines, pa.string())
+        suspect = np.asarray(pc.or_(pc.match_substring_regex(text, _CSV_SPECIAL),
+                                    pc.not_equal(pc.count_substring(text, ","), width - 1)), dtype=bool)
+        plain = np.flatnonzero(~suspect)
+        cells = pc.list_flatten(pc.split_pattern(text.take(pa.array(plain)), ","))
+        starts = np.arange(len(plain), dtype=np.int64) * width
+        typed, ok = [], np.ones(len(plain), dtype=bool)
+        for i, column in enumerate(self.columns):
+            values, column_ok = self._check_column(column, cells.take(pa.array(starts + i)))
+            typed.append(values)
+            ok &= column_ok
+        if self.requires_click:
+            click = np.asarray(typed[self.header.index(self.click)].fill_null(-1), dtype=np.int64)
+            for col in self.requires_click:
+                ok &= ~((np.asarray(typed[self.header.index(col)].fill_null(-1), dtype=np.int64) == 1)
+                        & (click == 0))
+        keep = pa.array(ok)
+        fast = pa.RecordBatch.from_arrays([v.filter(keep) for v in typed], schema=schema(self.columns))
+        exact_rows = np.sort(np.concatenate([np.flatnonzero(suspect), plain[~ok]]))
+        return CheckedLines(fast, plain[ok], [(int(i), self.check_line(lines[i])) for i in exact_rows])
+
+    def _check_column(self, column: Column, cells: pa.Array) -> Tuple[pa.Array, np.ndarray]:
+        """(typed values with nulls for missing cells, mask of the cells the vectorised checks accept)."""
+        name, dtype = column.name, column.dtype
+        empty = np.asarray(pc.equal(cells, ""), dtype=bool)
+        if name in self.ids or name in self.label_of_column:
+            ok = ~empty
+        else:
+            ok = np.ones(len(cells), dtype=bool)
+        if dtype == "string":
+            return pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), cells), ok
+        if dtype == "int64":
+            ok &= empty | (np.asarray(pc.match_substring_regex(cells, SIGNED_INT_LITERAL), dtype=bool)
+                           & (np.asarray(pc.utf8_length(cells)) <= SAFE_INT_CHARS))
+        else:
+            ok &= empty | np.asarray(pc.match_substring_regex(cells, DECIMAL_LITERAL), dtype=bool)
+        castable = pc.if_else(pa.array(ok & ~empty), cells, pa.scalar(None, pa.string()))
+        if dtype == "int64":
+            values = castable.cast(pa.int64())
+            if name in self.label_of_column:
+                ok &= np.isin(np.asarray(values.fill_null(0)), (0, 1))
+            return values, ok
+        doubles = castable.cast(pa.float64())
+        ok &= np.asarray(pc.fill_null(pc.less_equal(pc.abs(doubles), FLOAT32_MAX), True), dtype=bool)
+        return doubles.cast(ARROW_TYPES[dtype], safe=False), ok
+
     def _check_cell(self, column: Column, text: str, values: Dict[str, Any]) -> Optional[RowProblem]:
         name = column.name
         if text == "":
@@ -180,6 +255,20 @@ class RowChecker:
             return RowProblem("label_out_of_range", name, text, f"label {text!r} is not 0 or 1")
         values[name] = value
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedLines:
+    """The rows of a block of lines, in two parts that together hold every row once.
+
+    ``fast``: the typed values (columns of the checker, in header order) of the rows whose every cell passed
+    the vectorised checks, at row positions ``fast_rows`` of the block. ``exact``: ``(position, CheckedRow)``
+    of the other rows, checked one by one (bad rows, and good rows the vectorised checks could not judge).
+    """
+
+    fast: pa.RecordBatch
+    fast_rows: np.ndarray
+    exact: List[Tuple[int, CheckedRow]]
 
 
 def _clip(text: str) -> str:

@@ -2,6 +2,10 @@
 
 import pytest
 
+from tensorflow.core.example.example_pb2 import Example
+
+from features.columnar import serialized_examples
+from features.records import to_example_proto
 from features.row_check import RowChecker, infer_column_types, split_csv_line
 from features.spec import spec_from_dict
 
@@ -53,3 +57,35 @@ def test_requires_click_from_the_spec_and_the_first_problem_gives_the_kind():
     assert checker.check_line("u,a,1,2.5,0,0,1,7,0.5,x").kind == "impossible_labels"
     row = checker.check_line(",a,x,2.5,,0,0,7,0.5,x")
     assert [p.kind for p in row.problems] == ["wrong_type", "empty_id", "missing_label"]
+
+
+TRICKY_LINES = [
+    "u,a,1,2.5,0,0,0,7,0.5,x", "u,b,,,1,1,1,,,", "u,a,3.0,2.5,0,0,0,7,0.5,x", "u,a,+5,2.5,0,0,0,7,0.5,x",
+    "u,a, 5,2.5,0,0,0,7,0.5,x", "u,a,1_000,2.5,0,0,0,7,0.5,x", "u,a,-999999999999999999,2.5,0,0,0,7,0.5,x",
+    "u,a,9999999999999999999,2.5,0,0,0,7,0.5,x", "u,a,1,1e39,0,0,0,7,0.5,x", "u,a,1,1e999,0,0,0,7,0.5,x",
+    "u,a,1,3.4028235e38,0,0,0,7,0.5,x", "u,a,1,infinity,0,0,0,7,0.5,x", "u,a,1,-.5e-3,0,0,0,7,+1,x",
+    "u,a,1,2.5,0,0,0,7,NaN,x", "u,a,1,2.5,1.0,0,0,7,0.5,x", "u,a,1,2.5,01,0,0,7,0.5,x", "u,a,1,2.5,2,0,0,7,0.5,x",
+    "u,a,1,2.5,,0,0,7,0.5,x", ",a,1,2.5,0,0,0,7,0.5,x", "u,a,1,2.5,0,1,0,7,0.5,x", "u,a,1,2.5,0,0,1,7,0.5,x",
+    'u,a,1,2.5,0,0,0,7,0.5,"x,y"', 'u,a,1,2.5,0,0,0,7,0.5,x"y', "u,a,1,2.5,0,0,0,7,0.5,x\x00",
+    "u,a,1,2.5,0,0,0,7,0.5,x\ry", "u,a,1,2.5,0,0,0,7,0.5", "u,a,1,2.5,0,0,0,7,0.5,x,", "ü,a,1,2.5,0,0,0,-7,0.5,é",
+]
+
+
+def test_check_lines_is_check_line_of_every_line():
+    """The vectorised block check against the per-row reference on lines each rule sends one way or the
+    other (quotes, NUL and CR, field counts, int literals Arrow refuses or that overflow, float32 range,
+    labels, requires_click)."""
+    checker = _checker()
+    block = checker.check_lines(TRICKY_LINES)
+    assert sorted(block.fast_rows.tolist() + [i for i, _ in block.exact]) == list(range(len(TRICKY_LINES)))
+    # a good row's record is the same tf.Example either way (float32 values, missing cells left out)
+    fast = serialized_examples(block.fast, checker.columns).to_pylist()
+    for position, record in zip(block.fast_rows.tolist(), fast):
+        reference = checker.check_line(TRICKY_LINES[position])
+        assert reference.values is not None, TRICKY_LINES[position]
+        assert Example.FromString(record) == to_example_proto(reference.values, checker.columns)
+    for position, row in block.exact:
+        assert row == checker.check_line(TRICKY_LINES[position])
+    # the plain good lines take the vectorised path, the rest the per-row one (including the 19-character
+    # int64 and 3.4028235e38, just above float32's largest value)
+    assert block.fast_rows.tolist() == [0, 1, 12, 15, 20, 27]

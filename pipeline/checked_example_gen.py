@@ -2,8 +2,9 @@
 
 TFX's CsvExampleGen stops on the first line it cannot decode and lets NaN, empty ids, missing or
 impossible labels through to training. This executor (a ``FileBasedExampleGen`` custom executor, so
-spans, hash splits, caching and MLMD behave exactly as CsvExampleGen's) reads each file line by line, runs
-:class:`features.row_check.RowChecker` on every row and
+spans, hash splits, caching and MLMD behave exactly as CsvExampleGen's) reads each file in blocks of lines,
+checks every row with :class:`features.row_check.RowChecker` (column-wise on Arrow arrays, row by row only
+for the rows that fail a vectorised check) and
 
 * turns the good rows into ``tf.Example`` (columns typed by the spec; see ``features.row_check``);
 * writes every bad row to ``<examples artifact>/quarantine/bad_rows-<split>.jsonl``: file, row number,
@@ -25,8 +26,10 @@ Settings travel in the component's ``custom_config`` (a ``google.protobuf.Struct
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -39,9 +42,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from features.columnar import serialized_examples
 from features.records import to_example_proto
-from features.row_check import DEFAULT_MAX_BAD_FRACTION, KINDS, LogFileError, RowChecker, infer_column_types, \
-    split_csv_line
+from features.row_check import DEFAULT_MAX_BAD_FRACTION, KINDS, CheckedRow, LogFileError, RowChecker, \
+    infer_column_types, split_csv_line
 from features.spec import FeatureSpec, spec_from_dict
 from pipeline.tfx_patches import splits_written_in_order
 
@@ -50,6 +54,7 @@ QUARANTINE_KEY = "_msmt_quarantine_dir"
 TYPE_SAMPLE_ROWS = 1000
 EXAMPLES_PER_KIND = 3
 PROGRESS_EVERY = 100_000
+BLOCK_BYTES = 4 << 20  # rows checked and encoded at once: ~30k rows of a typical log
 ERROR_PREFIX = "ExampleGen rejected the input:"
 
 
@@ -92,46 +97,48 @@ def _open_lines(path: str) -> Iterator[str]:
             yield line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
 
 
-def _read_header(lines: Iterator[str]) -> Optional[List[str]]:
-    """The header fields from the first line of ``lines`` (consumed), or None for an empty file."""
-    header_line = next(lines, None)
-    if header_line is None or not header_line.strip():
-        return None
-    return split_csv_line(header_line.rstrip("\r\n"))
-
-
 def _file_layout(spec: FeatureSpec, path: str):
     """(header, column dtypes) of one CSV file; non-spec column types from its first rows."""
-    lines = _open_lines(path)
-    header = _read_header(lines)
-    if header is None:
+    lines = (line.rstrip("\r") for block in _line_blocks(path, 1 << 20) for line in block)
+    header_line = next(lines, None)
+    if header_line is None or not header_line.strip():
         raise LogFileError(f"{path}: empty file, expected a header line")
+    header = split_csv_line(header_line)
     sample: List[List[str]] = []
     for line in lines:
         if len(sample) >= TYPE_SAMPLE_ROWS:
             break
         try:
-            sample.append(split_csv_line(line.rstrip("\r\n")))
+            sample.append(split_csv_line(line))
         except Exception:  # noqa: BLE001 - a malformed line is reported by the checker, not here
             continue
     return header, infer_column_types(spec, header, sample)
 
 
 class _CheckRows(beam.DoFn):
-    """file path -> good ``tf.Example`` (main output) and bad-row records (tagged ``bad``); one element per
-    row with its kind (tagged ``kinds``) for the counts."""
+    """file path -> good serialized ``tf.Example`` (main output) and bad-row records (tagged ``bad``), in
+    reading order; ``(kind, count)`` pairs (tagged ``kinds``, ``good`` for the good rows) for the counts.
 
-    def __init__(self, spec: FeatureSpec, column_types: Dict[str, str]):
+    The file is read in blocks of about ``block_bytes`` and each block's rows are checked and encoded
+    column-wise (:meth:`RowChecker.check_lines`, :func:`features.columnar.serialized_examples`); rows the
+    vectorised checks do not accept are checked one by one. A good row's record is the deterministic
+    serialization of its ``tf.Example``, which is the key TFX hashes to pick its split.
+    """
+
+    def __init__(self, spec: FeatureSpec, column_types: Dict[str, str], block_bytes: int = BLOCK_BYTES):
         self._spec = spec
         self._column_types = column_types
+        self._block_bytes = block_bytes
 
     def process(self, path: str):
-        lines = _open_lines(path)
-        header = _read_header(lines)
-        if header is None:
-            if next(lines, None) is None:
+        blocks = _line_blocks(path, self._block_bytes)
+        first = next(blocks, [])
+        header_line = first[0].rstrip("\r") if first else ""
+        if not header_line.strip():
+            if len(first) <= 1 and next(blocks, None) is None:
                 return  # an empty file holds no rows
             raise LogFileError(f"{ERROR_PREFIX} {path}: the first line is empty, expected a header line")
+        header = split_csv_line(header_line)
         types = dict(self._column_types)
         for name in header:
             types.setdefault(name, "string")
@@ -139,28 +146,65 @@ class _CheckRows(beam.DoFn):
             checker = RowChecker(self._spec, header, types, path)
         except LogFileError as e:
             raise LogFileError(f"{ERROR_PREFIX} {e}") from None
-        row = 0
-        for line_number, line in enumerate(lines, start=2):
-            line = line.rstrip("\r\n")
-            if not line.strip():
+        rows_before, next_line = 0, 2
+        for block in itertools.chain([first[1:]], blocks):
+            lines = [line.rstrip("\r") for line in block]
+            kept = [i for i, line in enumerate(lines) if line.strip()]
+            checked = checker.check_lines([lines[i] for i in kept])
+            records: List[Any] = [None] * len(kept)
+            for position, record in zip(checked.fast_rows.tolist(),
+                                        serialized_examples(checked.fast, checker.columns).to_pylist()):
+                records[position] = record
+            counts = collections.Counter({"good": len(checked.fast_rows)})
+            for position, row in checked.exact:
+                if row.problems:
+                    counts[row.kind] += 1
+                    records[position] = beam.pvalue.TaggedOutput("bad", _bad_row_record(
+                        path, rows_before + position + 1, next_line + kept[position], lines[kept[position]], row))
+                else:
+                    counts["good"] += 1
+                    records[position] = to_example_proto(row.values, checker.columns).SerializeToString(
+                        deterministic=True)
+            yield from records
+            for kind, n in counts.items():
+                if n:
+                    yield beam.pvalue.TaggedOutput("kinds", (kind, n))
+            if (rows_before + len(kept)) // PROGRESS_EVERY > rows_before // PROGRESS_EVERY:
+                logging.info("checked ExampleGen: %s: %d rows read", path, rows_before + len(kept))
+            rows_before += len(kept)
+            next_line += len(block)
+        logging.info("checked ExampleGen: %s: %d rows read", path, rows_before)
+
+
+def _line_blocks(path: str, block_bytes: int) -> Iterator[List[str]]:
+    """The lines of a file (newline removed, decoded as UTF-8 with replacement) in blocks of whole lines of
+    about ``block_bytes``."""
+    with fileio.open(path, "rb") as fh:
+        rest = b""
+        while True:
+            chunk = fh.read(block_bytes)
+            if not chunk:
+                break
+            data = rest + chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
                 continue
-            row += 1
-            checked = checker.check_line(line)
-            if checked.problems:
-                first = checked.problems[0]
-                yield beam.pvalue.TaggedOutput("kinds", first.kind)
-                yield beam.pvalue.TaggedOutput("bad", json.dumps({
-                    "file": path, "row": row, "line": line_number, "kind": first.kind, "column": first.column,
-                    "value": first.value, "reason": first.message,
-                    "problems": [{"kind": p.kind, "column": p.column, "value": p.value, "reason": p.message}
-                                 for p in checked.problems],
-                    "raw": line}, ensure_ascii=False))
-            else:
-                yield beam.pvalue.TaggedOutput("kinds", "good")
-                yield to_example_proto(checked.values, checker.columns)
-            if row % PROGRESS_EVERY == 0:
-                logging.info("checked ExampleGen: %s: %d rows read", path, row)
-        logging.info("checked ExampleGen: %s: %d rows read", path, row)
+            rest = data[cut + 1:]
+            yield data[:cut].decode("utf-8", errors="replace").split("\n")
+        if rest:
+            yield rest.decode("utf-8", errors="replace").split("\n")
+
+
+def _bad_row_record(path: str, row: int, line_number: int, line: str, checked: CheckedRow) -> str:
+    """The quarantine record of a bad row (one JSON line)."""
+    first = checked.problems[0]
+    return json.dumps({
+        "file": path, "row": row, "line": line_number, "kind": first.kind, "column": first.column,
+        "value": first.value, "reason": first.message,
+        "problems": [{"kind": p.kind, "column": p.column, "value": p.value, "reason": p.message}
+                     for p in checked.problems],
+        "raw": line}, ensure_ascii=False)
 
 
 def _write_summary(kinds: List[Any], path: str, pattern: str, files: List[str]) -> None:
@@ -189,11 +233,11 @@ def _CheckedCsvToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any
     quarantine = exec_properties[QUARANTINE_KEY]
     tag = hashlib.sha1(split_pattern.encode()).hexdigest()[:8]
     rows = (pipeline | "Files" >> beam.Create(files)
-            | "CheckRows" >> beam.ParDo(_CheckRows(spec, types)).with_outputs("bad", "kinds", main="good"))
+            | "CheckRows" >> beam.ParDo(_CheckRows(spec, types, BLOCK_BYTES)).with_outputs("bad", "kinds", main="good"))
     _ = (rows.bad | "WriteBadRows" >> beam.io.WriteToText(
         os.path.join(quarantine, f"bad_rows-{tag}"), file_name_suffix=".jsonl", num_shards=1,
         shard_name_template=""))
-    _ = (rows.kinds | "CountKinds" >> beam.combiners.Count.PerElement()
+    _ = (rows.kinds | "CountKinds" >> beam.CombinePerKey(sum)
          | "AllCounts" >> beam.combiners.ToList()
          | "WriteSummary" >> beam.Map(_write_summary, os.path.join(quarantine, f"summary-{tag}.json"),
                                       pattern, files))

@@ -96,6 +96,18 @@ def test_bad_rows_are_counted_per_kind_quarantined_and_the_good_rows_kept(tmp_pa
     assert "16 bad rows of 46" in text and "column 'user_age': 'abc'" in text
 
 
+def test_reading_in_many_small_blocks_gives_the_same_examples_splits_and_quarantine(tmp_path, monkeypatch):
+    """Blocks of ~5 lines: rows, line numbers and splits do not depend on where the blocks end."""
+    whole = _run(tmp_path / "whole", max_bad_fraction=0.5)
+    monkeypatch.setattr(ceg, "BLOCK_BYTES", 700)
+    blocks = _run(tmp_path / "blocks", max_bad_fraction=0.5)
+    quarantined = [[dict(json.loads(line), file=None) for p in ceg.read_quarantine(x.uri)["bad_rows_files"]
+                    for line in open(p)] for x in (whole, blocks)]
+    assert quarantined[0] == quarantined[1] and len(quarantined[0]) == 16
+    for split in ("train", "eval"):
+        assert sorted(_split_records(whole.uri, split)) == sorted(_split_records(blocks.uri, split))
+
+
 def _split_records(uri, split):
     d = os.path.join(uri, f"Split-{split}")
     return [r.numpy() for name in sorted(os.listdir(d))
