@@ -106,7 +106,11 @@ def create_components(config: PipelineConfig) -> List:
         training_examples = span_resolver[0].outputs["examples"]
     transform = DeterministicTransform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
-        preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()}).with_id("Transform")
+        preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()},
+        # StatisticsGen and the ExampleValidator already describe and check the input, and nothing reads
+        # Transform's own pre-/post-transform statistics: skipping those two TFDV passes saves ~25% of
+        # Transform's time (docs/benchmarks.md)
+        disable_statistics=True).with_id("Transform")
     transform.add_upstream_node(example_validator)  # anomalies stop the run before Transform and Trainer
     resolver = _latest_blessed_model_resolver()
     trainer_config = {"spec": spec.to_dict(), "model": config.model, "model_config": config.model_config,
