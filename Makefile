@@ -4,6 +4,9 @@ PY        := $(RUNTIME) exec python
 DEMO_DIR  ?= $(CURDIR)/build/demo
 DEMO_ROWS ?= 200000
 PYTEST_ARGS ?=
+# The suite runs on two pytest-xdist workers, one test module per worker at a time (a module's fixtures are
+# made once), longest modules first (tests/conftest.py); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: help runtime demo test lock clean-demo
 
@@ -22,7 +25,7 @@ demo: runtime
 	$(PY) -m pipeline.cli demo --output "$(DEMO_DIR)" --rows $(DEMO_ROWS)
 
 test: runtime
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Resolve requirements.in in a scratch venv of the runtime and freeze it into requirements.lock.
 lock: runtime

@@ -15,7 +15,6 @@ rate so that the Trainer must run again:
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import time
 
 from pipeline import mlmd
 from pipeline.pipeline import COMPONENT_ORDER
-from tests.helpers import REPO_ROOT, child_env, run_cli, run_python, synthetic_data
+from tests.helpers import REPO_ROOT, child_env, run_cli, run_python, served_versions, synthetic_data
 
 LOAD_CHILD = r"""
 import glob, json, sys
@@ -68,20 +67,14 @@ def _trainer_running(out):
     return lambda: _states(out).get("Trainer") == "RUNNING"
 
 
-def _versions(model_root):
-    return sorted(p for p in os.listdir(model_root) if p.isdigit())
-
-
-def test_killed_trainer_and_killed_push_resume_from_the_cache(synthetic_run, tmp_path):
-    root, session_out, _ = synthetic_run
-    out = tmp_path / "run"
-    shutil.copytree(session_out, out)
+def test_killed_trainer_and_killed_push_resume_from_the_cache(synthetic_run, session_run_copy, tmp_path):
+    root, out = synthetic_run[0], session_run_copy
     model_root = out / "serving" / "msmt"
-    served = _versions(model_root)
+    served = served_versions(out)
     assert served
 
     assert _run_and_kill(_args(root, out), _trainer_running(out)) == -signal.SIGKILL
-    assert _versions(model_root) == served
+    assert served_versions(out) == served
 
     incoming = lambda: any(p.startswith(".incoming-") and (model_root / p / "assets.extra").exists()  # noqa: E731
                            for p in os.listdir(model_root))
@@ -90,7 +83,7 @@ def test_killed_trainer_and_killed_push_resume_from_the_cache(synthetic_run, tmp
     for c in ("ExampleGen", "StatisticsGen", "SchemaGen", "Transform"):
         assert states[c] == "CACHED", states
     assert states["Trainer"] == "COMPLETE" and states["Evaluator"] == "COMPLETE", states
-    assert _versions(model_root) == served  # the killed push left no numeric version
+    assert served_versions(out) == served  # the killed push left no numeric version
     examples = os.path.join(str(out), "pipeline_root", "CsvExampleGen", "examples", "*", "Split-eval", "*")
     res = run_python(LOAD_CHILD, str(tmp_path / "load.json"), [str(model_root / served[-1]), examples])
     assert len(res["ctr"]) == 8 and all(0.0 <= v <= 1.0 for v in res["ctr"])
@@ -100,6 +93,6 @@ def test_killed_trainer_and_killed_push_resume_from_the_cache(synthetic_run, tmp
     states = _states(out)
     assert states["Trainer"] == "CACHED", states
     assert states["Pusher"] == "COMPLETE", states
-    now = _versions(model_root)
+    now = served_versions(out)
     assert len(now) == len(served) + 1 and now[:-1] == served, (served, now)
     assert not [p for p in os.listdir(model_root) if p.startswith(".incoming-")]

@@ -113,3 +113,44 @@ def pipeline_outputs(out) -> dict:
     missing = [k for k, v in found.items() if v is None]
     assert not missing, f"the pipeline run at {out} has no {missing} artifact"
     return found
+
+
+# A child that loads a SavedModel and calls serving_default on the first 200 serialized examples of a glob.
+SERVE_CHILD = r"""
+import glob, json, os, sys
+import numpy as np
+import tensorflow as tf
+model_dir, examples_glob = sys.argv[2], sys.argv[3]
+files = sorted(glob.glob(examples_glob))
+records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(200)]
+loaded = tf.saved_model.load(model_dir)
+sig = loaded.signatures["serving_default"]
+inputs = sig.structured_input_signature[1]
+out = {k: v.numpy().tolist() for k, v in sig(examples=tf.constant(records)).items()}
+json.dump({"n": len(records), "outputs": out, "inputs": {k: str(v.dtype.name) for k, v in inputs.items()},
+           "signatures": sorted(loaded.signatures.keys())}, open(sys.argv[1], "w"))
+"""
+
+
+def serve_eval_examples(tmp_path, model_dir: str, examples_uri: str) -> Any:
+    """``serving_default`` of ``model_dir`` on 200 examples of an ExampleGen artifact's eval split, in a child."""
+    return run_python(SERVE_CHILD, str(tmp_path / "serve.json"),
+                      [model_dir, os.path.join(examples_uri, "Split-eval", "*")])
+
+
+def pipeline_states(run_dir, name: str = "msmt"):
+    """(MLMD store, the latest run's executions by component id) of the pipeline run at ``run_dir``."""
+    from pipeline import mlmd
+
+    store = mlmd.open_store(os.path.join(str(run_dir), "metadata.sqlite"))
+    return store, mlmd.latest_run(store, name)
+
+
+def component(runs, short: str):
+    """The execution of the component whose id ends with ``short`` (e.g. ``Trainer``) in ``runs``."""
+    return next(v for k, v in runs.items() if k.endswith(short))
+
+
+def served_versions(out) -> List[str]:
+    """The numeric version directories under ``out/serving/msmt``, oldest first."""
+    return sorted((p for p in os.listdir(os.path.join(str(out), "serving", "msmt")) if p.isdigit()), key=int)

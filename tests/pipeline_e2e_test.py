@@ -1,38 +1,21 @@
-"""End to end: `msmt run` on ~8k synthetic impressions in 3 daily spans and on the Ali-CCP sample.
+"""End to end: `msmt run` on ~8k synthetic impressions in 3 daily spans (the session run, ``synthetic_run``).
 
 Checks an MLMD execution for every component, that the model trained on the earlier spans and was evaluated on
 the latest, then loads the pushed SavedModel in a fresh process and calls ``serving_default`` on real serialized
-tf.Examples. Later tests rerun the pipeline in the same run directory (cached upstream) with other models and
-candidates that the gate must refuse.
+tf.Examples. Reruns in a copy of the run directory (cached upstream): unchanged, and with AEM2TL. The gate's
+refusals are in ``head_gate_e2e_test.py``, the Ali-CCP sample in ``aliccp_e2e_test.py``.
 """
 
 import glob
 import json
 import os
 import re
-import shutil
 
-import pytest
 
 from pipeline import mlmd
 from pipeline.pipeline import COMPONENT_ORDER
-from tests.helpers import SHARED_DATA, run_cli, run_python, synthetic_data
-
-SERVE_CHILD = r"""
-import glob, json, os, sys
-import numpy as np
-import tensorflow as tf
-model_dir, examples_glob = sys.argv[2], sys.argv[3]
-files = sorted(glob.glob(examples_glob))
-records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(200)]
-loaded = tf.saved_model.load(model_dir)
-sig = loaded.signatures["serving_default"]
-inputs = sig.structured_input_signature[1]
-out = {k: v.numpy().tolist() for k, v in sig(examples=tf.constant(records)).items()}
-json.dump({"n": len(records), "outputs": out, "inputs": {k: str(v.dtype.name) for k, v in inputs.items()},
-           "signatures": sorted(loaded.signatures.keys())}, open(sys.argv[1], "w"))
-"""
-
+from tests.helpers import component, pipeline_states, run_cli, run_python, serve_eval_examples, served_versions, \
+    synthetic_data
 
 BULK_CHILD = r"""
 import glob, json, os, sys
@@ -50,24 +33,10 @@ json.dump({"n": n, "heads": sorted(heads), "min": min(values), "max": max(values
 """
 
 
-def _pipeline_states(run_dir, name="msmt"):
-    store = mlmd.open_store(os.path.join(run_dir, "metadata.sqlite"))
-    return store, mlmd.latest_run(store, name)
-
-
-def _component(runs, short):
-    return next(v for k, v in runs.items() if k.endswith(short))
-
-
-def _serve(tmp_path, model_dir, examples_uri):
-    return run_python(SERVE_CHILD, str(tmp_path / "serve.json"),
-                      [model_dir, os.path.join(examples_uri, "Split-eval", "*")])
-
-
 def test_every_component_executed_in_mlmd(synthetic_run):
     _, out, _ = synthetic_run
-    _, runs = _pipeline_states(str(out))
-    states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
+    _, runs = pipeline_states(str(out))
+    states = {c: component(runs, c).state for c in COMPONENT_ORDER}
     assert all(s == "COMPLETE" for s in states.values()), states
 
 
@@ -75,16 +44,16 @@ def test_trains_on_the_earlier_spans_and_evaluates_the_latest(synthetic_run):
     _, out, stdout = synthetic_run
     assert "next-span evaluation: trains on span(s) 0, 1, evaluates and gates on span 2" in stdout
     assert "reading training span 0" in stdout and "reading training span 1" in stdout
-    _, runs = _pipeline_states(str(out))
-    assert sorted(mlmd.artifact_span(a) for a in _component(runs, "Transform").inputs["examples"]) == [0, 1]
-    assert len(_component(runs, "Trainer").inputs["examples"]) == 2  # Transform's output of each training span
-    (evaluated,) = _component(runs, "Evaluator").inputs["examples"]
+    _, runs = pipeline_states(str(out))
+    assert sorted(mlmd.artifact_span(a) for a in component(runs, "Transform").inputs["examples"]) == [0, 1]
+    assert len(component(runs, "Trainer").inputs["examples"]) == 2  # Transform's output of each training span
+    (evaluated,) = component(runs, "Evaluator").inputs["examples"]
     assert mlmd.artifact_span(evaluated) == 2
-    evaluation = _component(runs, "Evaluator").outputs["evaluation"][0].uri
+    evaluation = component(runs, "Evaluator").outputs["evaluation"][0].uri
     with open(os.path.join(evaluation, "gating.json")) as fh:
         gating = json.load(fh)
     assert gating["splits"] == ["train", "calibration", "eval"]  # the whole evaluated span
-    with open(os.path.join(_component(runs, "Trainer").outputs["model_run"][0].uri, "train_summary.json")) as fh:
+    with open(os.path.join(component(runs, "Trainer").outputs["model_run"][0].uri, "train_summary.json")) as fh:
         summary = json.load(fh)
     assert summary["calibration"]["fitted"] and summary["calibration"]["rows"] > 0
     assert summary["calibration"]["prior_positives"] == 100.0  # the default (docs/calibration.md)
@@ -106,8 +75,8 @@ def test_progress_and_summary_printed(synthetic_run):
 
 def test_model_blessed_and_pushed_to_versioned_dir(synthetic_run):
     _, out, _ = synthetic_run
-    _, runs = _pipeline_states(str(out))
-    blessing = _component(runs, "Evaluator").outputs["blessing"][0]
+    _, runs = pipeline_states(str(out))
+    blessing = component(runs, "Evaluator").outputs["blessing"][0]
     assert mlmd.custom_property(blessing, "blessed") == 1
     versions = glob.glob(str(out / "serving" / "msmt" / "*" / "saved_model.pb"))
     assert len(versions) == 1, versions
@@ -126,9 +95,9 @@ def test_report_of_the_run_through_mlmd(synthetic_run, tmp_path):
 
 def test_pushed_model_serves_serialized_examples(synthetic_run, tmp_path):
     _, out, _ = synthetic_run
-    _, runs = _pipeline_states(str(out))
+    _, runs = pipeline_states(str(out))
     model_dir = os.path.dirname(glob.glob(str(out / "serving" / "msmt" / "*" / "saved_model.pb"))[0])
-    res = _serve(tmp_path, model_dir, _component(runs, "ExampleGen").outputs["examples"][0].uri)
+    res = serve_eval_examples(tmp_path, model_dir, component(runs, "ExampleGen").outputs["examples"][0].uri)
     assert res["inputs"] == {"examples": "string"}
     assert {"serving_default", "transform_features"} <= set(res["signatures"])
     outs = res["outputs"]
@@ -141,47 +110,29 @@ def test_pushed_model_serves_serialized_examples(synthetic_run, tmp_path):
     assert len(set(round(v, 6) for v in outs["ctr"])) > 10, "predictions should vary across examples"
 
 
-def test_unchanged_rerun_trains_nothing_and_publishes_no_new_version(synthetic_run):
+def test_unchanged_rerun_trains_nothing_and_publishes_no_new_version(synthetic_run, session_run_copy):
     """Same data and config: everything up to the Trainer is CACHED, except the ExampleValidator, which checks
     every run against the last accepted span (now the first run's). The Evaluator runs once more (the resolver
     now gives it the model itself as baseline) and the Pusher sees the model is already served."""
-    root, out, _ = synthetic_run
-    before = _versions(out)
+    root, out = synthetic_run[0], session_run_copy
+    before = served_versions(out)
     proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic",
                     "--output", str(out), "--epochs", "4", "--batch-size", "256"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    _, runs = _pipeline_states(str(out))
-    states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
+    _, runs = pipeline_states(str(out))
+    states = {c: component(runs, c).state for c in COMPONENT_ORDER}
     upstream = ("ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer")
     assert all(states[c] == "CACHED" for c in upstream), states
     assert states["ExampleValidator"] == "COMPLETE", states
-    assert _component(runs, "ExampleValidator").inputs.get("baseline_statistics"), "no accepted baseline resolved"
-    pushed = _component(runs, "Pusher").outputs["pushed_model"][0]
+    assert component(runs, "ExampleValidator").inputs.get("baseline_statistics"), "no accepted baseline resolved"
+    pushed = component(runs, "Pusher").outputs["pushed_model"][0]
     assert mlmd.custom_property(pushed, "pushed") == 1
     assert mlmd.custom_property(pushed, "pushed_destination") == str(out / "serving" / "msmt" / before[-1])
-    assert _versions(out) == before
+    assert served_versions(out) == before
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED_DATA, "aliccp")),
-                    reason="../shared/data/aliccp is absent (third-party samples are read in place, never copied)")
-def test_aliccp_sample_pipeline(tmp_path):
-    out = tmp_path / "aliccp"
-    proc = run_cli(["run", "--data", os.path.join(SHARED_DATA, "aliccp", "ali_ccp_*_sample.csv"), "--spec", "aliccp",
-                    "--output", str(out), "--epochs", "3", "--batch-size", "32", "--min-auc", "0.0"])
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    _, runs = _pipeline_states(str(out))
-    states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
-    assert all(s == "COMPLETE" for s in states.values()), states
-    model_dir = _component(runs, "Trainer").outputs["model"][0].uri
-    res = _serve(tmp_path, os.path.join(model_dir, "Format-Serving"),
-                 _component(runs, "ExampleGen").outputs["examples"][0].uri)
-    assert res["n"] > 0
-    for values in res["outputs"].values():
-        assert all(0.0 <= v <= 1.0 for v in values)
-
-
-def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, tmp_path):
-    root, out, _ = synthetic_run
+def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, session_run_copy, tmp_path):
+    root, out = synthetic_run[0], session_run_copy
     cfg = tmp_path / "aem2tl.yaml"
     cfg.write_text("embedding_dim: 8\nscenario_expert_units: [32]\ntask_expert_units: [16]\ntower_units: [16]\n")
     train = tmp_path / "train.yaml"
@@ -191,111 +142,23 @@ def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, tmp_path)
                     str(train), "--epochs", "2", "--batch-size", "256", "--max-auc-drop", "1.0", "--min-auc", "0",
                     "--warm-start", "--bulk-inference"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    _, runs = _pipeline_states(str(out))
-    states = {c: _component(runs, c).state for c in COMPONENT_ORDER}
+    _, runs = pipeline_states(str(out))
+    states = {c: component(runs, c).state for c in COMPONENT_ORDER}
     upstream = ("ExampleGen", "StatisticsGen", "SchemaGen", "Transform")
     assert all(states[c] == "CACHED" for c in upstream), states
     assert all(states[c] == "COMPLETE" for c in ("ExampleValidator", "Trainer", "Evaluator", "Pusher")), states
     bulk = run_python(BULK_CHILD, str(tmp_path / "bulk.json"),
-                      [_component(runs, "BulkInferrer").outputs["inference_result"][0].uri])
+                      [component(runs, "BulkInferrer").outputs["inference_result"][0].uri])
     assert bulk["n"] > 100 and {"ctr", "ctavr", "ctcvr", "xcvr"} <= set(bulk["heads"]), bulk
     assert 0.0 <= bulk["min"] and bulk["max"] <= 1.0, bulk
     versions = sorted(glob.glob(str(out / "serving" / "msmt" / "*" / "saved_model.pb")))
     assert len(versions) == 2, versions
     # warm start asked for: the resolver hands the SharedBottom model to the Trainer, which does not fit AEM2TL
-    trainer = _component(runs, "Trainer")
+    trainer = component(runs, "Trainer")
     assert trainer.inputs.get("base_model"), "the resolver gave the Trainer no base model"
     with open(os.path.join(trainer.outputs["model_run"][0].uri, "train_summary.json")) as fh:
         assert json.load(fh)["warm_start"].startswith("skipped: the base model does not fit")
-    res = _serve(tmp_path, os.path.dirname(versions[-1]), _component(runs, "ExampleGen").outputs["examples"][0].uri)
+    res = serve_eval_examples(tmp_path, os.path.dirname(versions[-1]), component(runs, "ExampleGen").outputs["examples"][0].uri)
     outs = res["outputs"]
     assert {"ctr", "ctavr", "ctcvr", "xcvr"} <= set(outs)
     assert all(c <= x + 1e-6 for c, x in zip(outs["ctcvr"], outs["xcvr"]))
-
-
-def _versions(out):
-    return sorted((p for p in os.listdir(out / "serving" / "msmt") if p.isdigit()), key=int)
-
-
-VALIDATION_CHILD = r"""
-import json, sys
-import tensorflow_model_analysis as tfma
-from pipeline.report import blessing_failures
-result = tfma.load_validation_result(sys.argv[2])
-failures = [str(f).replace("\n", " ") for slice_failure in result.metric_validations_per_slice
-            for f in slice_failure.failures]
-failed = [(head, where, threshold) for head, where, threshold, _, _ in blessing_failures(result)]
-json.dump({"ok": bool(result.validation_ok), "failures": failures, "failed": failed}, open(sys.argv[1], "w"))
-"""
-
-
-def test_candidate_with_untrained_conversion_heads_is_not_blessed_although_ctr_holds(synthetic_run, tmp_path):
-    """A candidate trained on the click label only: its ctr ranks as well as before, its ctavr, ctcvr and xcvr come
-    from untrained, uncalibrated edges. A gate on ctr alone would bless it; the gate covers every served head,
-    so it is not pushed, and the CLI and the report name the failing heads."""
-    root, out, _ = synthetic_run
-    before = _versions(out)
-    train = tmp_path / "train.yaml"
-    train.write_text("supervised_heads: [ctr]\ncalibrate: false\n")
-    # Small eval span: judge calibration at 10 positives. Its ~150 click positives put the AUC's standard error
-    # near 0.025, so "ctr holds" is "ctr within 0.1 of the baseline"; the other heads keep the default 0.01
-    # and drop by far more (their edges are untrained).
-    blessing = _write(tmp_path / "blessing.yaml", "min_positives: 10\nheads: {ctr: {max_auc_drop: 0.1}}\n")
-    proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic", "--output", str(out),
-                    "--epochs", "4", "--batch-size", "256", "--train-config", str(train), "--blessing", str(blessing)])
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "not pushed (model not blessed)" in proc.stdout
-    _, runs = _pipeline_states(str(out))
-    evaluator = _component(runs, "Evaluator")
-    assert mlmd.custom_property(evaluator.outputs["blessing"][0], "blessed") == 0
-    validation = run_python(VALIDATION_CHILD, str(tmp_path / "validation.json"),
-                            [evaluator.outputs["evaluation"][0].uri])
-    overall = [(head, threshold) for head, where, threshold in validation["failed"] if where == "overall"]
-    assert any(head == "ctcvr" for head, _ in overall), validation["failed"]
-    assert not any(head == "ctr" and threshold.startswith("AUC") for head, threshold in overall), overall
-    assert "not blessed: ctcvr / overall" in proc.stdout
-    with open(out / "report" / "report.md") as fh:
-        report = fh.read()
-    assert "NOT BLESSED" in report and "| ctcvr | overall |" in report
-    assert _versions(out) == before
-    res = _serve(tmp_path, str(out / "serving" / "msmt" / before[-1]),  # the served version still serves
-                 _component(runs, "ExampleGen").outputs["examples"][0].uri)
-    assert res["n"] == 200
-
-def test_model_with_fewer_heads_runs_and_is_evaluated_on_its_own_heads(synthetic_run, tmp_path):
-    """ESMM has no action edge and no view-through edge: on this spec (view-through conversions) it serves ctr,
-    cvr and ctcvr only. The Evaluator evaluates and gates exactly ctr and ctcvr. The run also tunes (TFX Tuner,
-    two trials): the Trainer trains with the best point. (In a copy of the session's run directory: the pushed
-    ESMM must not become the model the serving tests load.)"""
-    root, session_out, _ = synthetic_run
-    out = tmp_path / "run"
-    shutil.copytree(session_out, out)
-    proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic", "--output", str(out),
-                    "--model", "esmm", "--epochs", "4", "--batch-size", "256", "--max-auc-drop", "1.0",
-                    "--tune", "--max-trials", "2",
-                    "--blessing", str(_write(tmp_path / "b.yaml", "min_calibration: null\nmax_calibration: null\n"))])
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    _, runs = _pipeline_states(str(out))
-    with open(os.path.join(_component(runs, "Trainer").outputs["model_run"][0].uri, "train_summary.json")) as fh:
-        summary = json.load(fh)
-    assert summary["outputs"] == ["ctr", "cvr", "ctcvr"] and summary["supervised_heads"] == ["ctr", "ctcvr"]
-    tuner = _component(runs, "Tuner")
-    assert tuner.state == "COMPLETE" and _component(runs, "Trainer").inputs.get("hyperparameters")
-    tuned = summary["tuned_hyperparameters"]
-    assert "train.learning_rate" in tuned and "train.epochs" not in tuned  # --epochs 4 is held fixed
-    assert summary["train_config"]["learning_rate"] == tuned["train.learning_rate"]
-    assert summary["train_config"]["epochs"] == 4
-    evaluation = _component(runs, "Evaluator").outputs["evaluation"][0].uri
-    from pipeline.results import read_tfma_metrics
-    assert {h for h, _ in read_tfma_metrics(evaluation)} == {"ctr", "ctcvr"}
-    with open(os.path.join(evaluation, "gating.json")) as fh:
-        assert set(h.split("/")[0] for h in json.load(fh)["positives"]) == {"ctr", "ctcvr"}
-    assert "pushed model: " + str(out / "serving" / "msmt") in proc.stdout
-    res = _serve(tmp_path, os.path.join(str(out / "serving" / "msmt"), _versions(out)[-1]),
-                 _component(runs, "ExampleGen").outputs["examples"][0].uri)
-    assert set(res["outputs"]) == {"ctr", "cvr", "ctcvr"}
-
-
-def _write(path, text):
-    path.write_text(text)
-    return path

@@ -16,12 +16,11 @@ served versions unchanged.
 """
 
 import csv
-import os
 
 import pytest
 
 from pipeline import mlmd
-from tests.helpers import run_cli
+from tests.helpers import run_cli, served_versions
 
 
 def _rows(root):
@@ -41,10 +40,6 @@ def _write(path, rows, columns):
     return str(path)
 
 
-def _versions(out):
-    return sorted(p for p in os.listdir(out / "serving" / "msmt") if p.isdigit())
-
-
 def _type_changed_and_scenario_shifted(rows, columns):
     rows = [r for i, r in enumerate(rows) if r["scenario"] != "home_feed" or i % 10 == 0]
     return [dict(r, p_click="high" if float(r["p_click"]) > 0.05 else "low") for r in rows], columns
@@ -60,12 +55,13 @@ def _label_dropped(rows, columns):
         "High Linfty distance between current and previous"]),
     ("label", _label_dropped, ["ExampleGen rejected the input", "the header has no column conversion"]),
 ])
-def test_drifted_span_stops_the_run_and_nothing_is_pushed(synthetic_run, tmp_path, case, make, expected):
-    root, out, _ = synthetic_run
+def test_drifted_span_stops_the_run_and_nothing_is_pushed(synthetic_run, session_run_copy, tmp_path, case, make,
+                                                         expected):
+    root, out = synthetic_run[0], session_run_copy
     rows = _rows(root)
     rows, columns = make(rows, list(rows[0]))
     data = _write(tmp_path / case / "impressions.csv", rows, columns)
-    before = _versions(out)
+    before = served_versions(out)
     proc = run_cli(["run", "--data", data, "--spec", "synthetic", "--output", str(out), "--epochs", "4",
                     "--batch-size", "256", "--max-scenario-shift", "0.1"], timeout=900)
     text = proc.stdout + proc.stderr
@@ -75,4 +71,4 @@ def test_drifted_span_stops_the_run_and_nothing_is_pushed(synthetic_run, tmp_pat
     runs = mlmd.latest_run(mlmd.open_store(str(out / "metadata.sqlite")), "msmt")
     ran = {k for k in runs}
     assert not any(k.endswith(("Transform", "Trainer", "Pusher")) for k in ran), ran
-    assert _versions(out) == before
+    assert served_versions(out) == before
