@@ -32,7 +32,7 @@ import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from typing import Dict, List, Optional, Sequence, Tuple  # noqa: E402
+from typing import Dict, List, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 

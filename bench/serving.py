@@ -31,7 +31,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
-import glob  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
@@ -185,7 +184,7 @@ def time_ceiling(model_dir: str, batches, seconds: float = 10.0) -> Dict[str, fl
     import tensorflow as tf
 
     model = scoring.ScoringModel(model_dir)
-    raw = tf.saved_model.load(model_dir).signatures[scoring.RAW_SIGNATURE]
+    raw = tf.saved_model.load(model_dir).signatures[scoring.PREDICT_RAW_SIGNATURE]
     specs = raw.structured_input_signature[1]
     tensors = [{k: tf.constant(b.column(k).fill_null(MISSING_VALUES[s.dtype.name]).to_numpy(zero_copy_only=False),
                                s.dtype) for k, s in specs.items()} for b in batches]
@@ -199,7 +198,7 @@ def time_serving(model_dir: str, records: Sequence[bytes], batch_sizes: Sequence
     """Latency of ``serving_default`` per call for each batch size (distinct batches, cycled)."""
     import tensorflow as tf
 
-    signature = tf.saved_model.load(model_dir).signatures[scoring.SIGNATURE]
+    signature = tf.saved_model.load(model_dir).signatures[scoring.SERVING_SIGNATURE]
     results = []
     for size in batch_sizes:
         batches = [tf.constant([records[(i * size + j) % len(records)] for j in range(size)]) for i in range(4)]

@@ -50,7 +50,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from features.labels import HEAD_KEYS, IMPRESSION_HEADS, head_label_keys
 from features.spec import FeatureSpec
-from serving.signatures import EVAL_LABELS_SIGNATURE
+from serving.interface import EVAL_LABELS_SIGNATURE
 
 # TFMA 0.52 loads its attributes lazily (tfma.EvalConfig may raise AttributeError): use the protos.
 from tensorflow_model_analysis.proto import config_pb2

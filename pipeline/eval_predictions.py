@@ -29,7 +29,7 @@ from typing import Dict, List, Mapping, Sequence
 import apache_beam as beam
 import numpy as np
 
-from serving.signatures import SERVING_SIGNATURE
+from serving.interface import SERVING_SIGNATURE
 
 PREDICTION_PREFIX = "__prediction__"
 MATERIALIZED_PREDICTION = "materialized_prediction"  # tfma.constants.MATERIALIZED_PREDICTION

@@ -3,7 +3,6 @@ original comes back. A failure after a TFX upgrade says which patch to revisit (
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.util import assert_that, equal_to
 from tfx.components.example_gen import write_split
 from tfx.components.transform import executor as transform_executor
 from tfx.proto import example_gen_pb2

@@ -21,6 +21,8 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional
 
+from serving.interface import PREDICT_RAW_SIGNATURE, SERVING_SIGNATURE
+
 TOLERANCE = 1e-5
 SERVE_TAG = "serve"
 
@@ -92,7 +94,6 @@ def serving_input_key(meta_graph) -> str:
     """The single ``DT_STRING`` input of ``serving_default``; ``ValueError`` otherwise."""
     from tensorflow.core.framework import types_pb2
 
-    from serving.signatures import SERVING_SIGNATURE
 
     if SERVING_SIGNATURE not in meta_graph.signature_def:
         raise ValueError(f"no {SERVING_SIGNATURE} signature (has {sorted(meta_graph.signature_def)})")
@@ -108,7 +109,6 @@ def run_tf1(model_dir: str, input_key: str, examples: List[bytes]) -> Dict[str, 
     """``serving_default`` through a TF1 session in a fresh graph, fed and fetched by tensor names."""
     import tensorflow as tf
 
-    from serving.signatures import SERVING_SIGNATURE
 
     logger, level = tf.get_logger(), tf.get_logger().level
     with tf.compat.v1.Session(graph=tf.Graph()) as sess:
@@ -203,7 +203,6 @@ class _ExportCheck:
         return "heads " + ", ".join(self.heads)
 
     def read_warmup(self) -> str:
-        from serving.signatures import SERVING_SIGNATURE
         from serving.warmup import read_warmup_requests
 
         self.requests = read_warmup_requests(self.model_dir)
@@ -233,7 +232,6 @@ class _ExportCheck:
         return "signatures " + ", ".join(sorted(self.loaded.signatures))
 
     def tf2_serving(self) -> str:
-        from serving.signatures import SERVING_SIGNATURE
 
         fn = self.loaded.signatures[SERVING_SIGNATURE]
         self.tf2 = call_signature(fn, {self.input_key: self.examples})
@@ -244,7 +242,7 @@ class _ExportCheck:
         return _agree(self.tf1, self.tf2, self.heads, "TF1 and TF2 outputs")
 
     def predict_raw(self) -> str:
-        from serving.signatures import PREDICT_RAW_SIGNATURE, RAW_DTYPES, raw_inputs_from_examples
+        from serving.signatures import RAW_DTYPES, raw_inputs_from_examples
 
         fn = self.loaded.signatures[PREDICT_RAW_SIGNATURE]
         dtypes = {k: RAW_DTYPES[s.dtype] for k, s in fn.structured_input_signature[1].items()}
@@ -264,7 +262,6 @@ class _ExportCheck:
         def run() -> str:
             import tensorflow as tf
 
-            from serving.signatures import SERVING_SIGNATURE
 
             request = record.predict_log.request
             name = request.model_spec.signature_name or SERVING_SIGNATURE
@@ -302,20 +299,17 @@ class _ExportCheck:
         return r.result()
 
     def _signature_heads(self) -> List[str]:
-        from serving.signatures import SERVING_SIGNATURE
 
         sigs = self.meta.signature_def
         return sorted(sigs[SERVING_SIGNATURE].outputs) if SERVING_SIGNATURE in sigs else []
 
     def _require_signatures(self) -> None:
-        from serving.signatures import PREDICT_RAW_SIGNATURE, SERVING_SIGNATURE
 
         for name in (SERVING_SIGNATURE, PREDICT_RAW_SIGNATURE):
             if name not in self.loaded.signatures:
                 self.report.problem(f"no {name} signature (has {sorted(self.loaded.signatures)})")
 
     def _run_signatures(self, ok_tf1: bool) -> None:
-        from serving.signatures import PREDICT_RAW_SIGNATURE, SERVING_SIGNATURE
 
         r = self.report
         ok_tf2 = SERVING_SIGNATURE in self.loaded.signatures and r.step(

@@ -65,12 +65,10 @@ from features import records
 from features.labels import ordered_heads
 from features.records import MISSING_VALUES, Column, to_example
 from features.spec import DTYPES, FeatureSpec, resolve_spec, spec_from_dict
+from serving.interface import (ASSETS_EXTRA, EXAMPLES_INPUT, EXPORT_METADATA_FILE, PREDICT_RAW_SIGNATURE, REQUIRED_ROLES,
+                               SERVING_SIGNATURE, export_metadata_path)
 
-EXPORT_METADATA = os.path.join("assets.extra", "msmt_export.json")  # serving.signatures.export_metadata_path
-SIGNATURE = "serving_default"  # serving.signatures.SERVING_SIGNATURE (this module does not import TF at load)
-RAW_SIGNATURE = "predict_raw"  # serving.signatures.PREDICT_RAW_SIGNATURE
-EXAMPLES_INPUT = "examples"  # serving.signatures.EXAMPLES_INPUT
-REQUIRED_ROLES = ("id", "scenario")  # serving.signatures.REQUIRED_ROLES
+EXPORT_METADATA = os.path.join(ASSETS_EXTRA, EXPORT_METADATA_FILE)  # relative to the model directory
 INPUT_FORMATS = formats.FORMATS
 OUTPUT_FORMATS = ("parquet", "csv", "tfrecord")
 OUTPUT_PREFIX = "scores"
@@ -138,7 +136,7 @@ def read_export_metadata(model_dir: str) -> Optional[Dict[str, Any]]:
     except FileNotFoundError:
         return None
     except ValueError as e:
-        raise ScoringError(f"{os.path.join(model_dir, EXPORT_METADATA)}: not valid JSON: {e}") from e
+        raise ScoringError(f"{export_metadata_path(model_dir)}: not valid JSON: {e}") from e
 
 
 def model_signatures(model_dir: str) -> Dict[str, Tuple[Dict[str, str], List[str]]]:
@@ -160,9 +158,10 @@ def model_signatures(model_dir: str) -> Dict[str, Tuple[Dict[str, str], List[str
 def serving_heads(model_dir: str) -> Tuple[str, ...]:
     """Output names of the model's ``serving_default`` signature, standard heads first."""
     signatures = model_signatures(model_dir)
-    if SIGNATURE not in signatures:
-        raise ScoringError(f"{model_dir}: the SavedModel has no '{SIGNATURE}' signature under the 'serve' tag")
-    return ordered_heads(signatures[SIGNATURE][1])
+    if SERVING_SIGNATURE not in signatures:
+        raise ScoringError(f"{model_dir}: the SavedModel has no '{SERVING_SIGNATURE}' signature under the 'serve' "
+                           f"tag")
+    return ordered_heads(signatures[SERVING_SIGNATURE][1])
 
 
 def build_layout(spec: FeatureSpec, heads: Sequence[str], raw_features: Optional[Mapping[str, str]] = None,
@@ -204,11 +203,11 @@ def load_layout(model_dir: str, spec: Optional[str] = None) -> ScoringLayout:
     if spec:
         feature_spec = resolve_spec(spec)
     elif meta is not None and "spec" in meta:
-        feature_spec = spec_from_dict(meta["spec"], source=os.path.join(model_dir, EXPORT_METADATA) + ": spec")
+        feature_spec = spec_from_dict(meta["spec"], source=export_metadata_path(model_dir) + ": spec")
     else:
         raise ScoringError(f"{model_dir}: the model carries no {EXPORT_METADATA} with its feature spec; "
                            f"pass the spec it was trained with, e.g. --spec synthetic or --spec path/to/spec.yaml")
-    raw_features = (meta or {}).get("raw_features") or signatures.get(RAW_SIGNATURE, ({}, []))[0] or None
+    raw_features = (meta or {}).get("raw_features") or signatures.get(PREDICT_RAW_SIGNATURE, ({}, []))[0] or None
     return build_layout(feature_spec, serving_heads(model_dir), raw_features, (meta or {}).get("required_features"))
 
 
@@ -442,8 +441,8 @@ class ScoringModel:
 
         self._tf = tf
         self._loaded = tf.saved_model.load(model_dir)
-        self._serve = self._loaded.signatures[SIGNATURE]
-        self._raw = self._loaded.signatures.get(RAW_SIGNATURE)
+        self._serve = self._loaded.signatures[SERVING_SIGNATURE]
+        self._raw = self._loaded.signatures.get(PREDICT_RAW_SIGNATURE)
         self._raw_inputs = ({k: s.dtype for k, s in self._raw.structured_input_signature[1].items()}
                             if self._raw is not None else {})
 

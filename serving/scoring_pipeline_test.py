@@ -4,9 +4,7 @@ built independently of the scorer (within 1e-6), and bad input stops the run nam
 
 import csv
 import glob
-import os
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

@@ -36,16 +36,10 @@ import tensorflow as tf
 from features.labels import is_label_feature
 from features.records import MISSING_VALUES
 from features.spec import FeatureSpec
+from serving.interface import (EVAL_LABELS_SIGNATURE, EXAMPLES_INPUT, PREDICT_RAW_SIGNATURE, REQUIRED_ROLES,
+                               SERVING_SIGNATURE, TRANSFORM_SIGNATURE, export_metadata_path)
 
-EXAMPLES_INPUT = "examples"
-SERVING_SIGNATURE = "serving_default"
-PREDICT_RAW_SIGNATURE = "predict_raw"
-TRANSFORM_SIGNATURE = "transform_features"
-EVAL_LABELS_SIGNATURE = "eval_labels"
-ASSETS_EXTRA = "assets.extra"
-EXPORT_METADATA_FILE = "msmt_export.json"
 RAW_DTYPES = {tf.string: "string", tf.int64: "int64", tf.float32: "float32"}
-REQUIRED_ROLES = ("id", "scenario")
 _MISSING = {k: v.encode() if isinstance(v, str) else v for k, v in MISSING_VALUES.items()}  # bytes for strings
 
 
@@ -170,10 +164,6 @@ def export_metadata(spec: FeatureSpec, heads: Iterable[str], raw_spec: Mapping[s
     return {"spec": spec.to_dict(), "heads": sorted(heads),
             "raw_features": {name: _raw_dtype_name(name, s) for name, s in raw_spec.items()},
             "required_features": required}
-
-
-def export_metadata_path(model_dir: str) -> str:
-    return os.path.join(model_dir, ASSETS_EXTRA, EXPORT_METADATA_FILE)
 
 
 def write_export_metadata(model_dir: str, metadata: Mapping) -> str:

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from serving import signatures
-from serving.testing import EXAMPLES, RAW_FEATURES, RAW_SPEC, SPEC, StubModel, StubTransformOutput, example
+from serving.testing import EXAMPLES, RAW_FEATURES, RAW_SPEC, SPEC, StubModel, StubTransformOutput
 
 
 

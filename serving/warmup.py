@@ -13,7 +13,7 @@ from typing import List, Sequence
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from serving.signatures import ASSETS_EXTRA, EXAMPLES_INPUT, SERVING_SIGNATURE
+from serving.interface import ASSETS_EXTRA, EXAMPLES_INPUT, SERVING_SIGNATURE
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 

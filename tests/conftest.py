@@ -1,10 +1,6 @@
 """Shared fixtures of the end-to-end tests: one synthetic pipeline run per session.
 
-``make test`` runs the suite on two pytest-xdist workers, a whole test module at a time
-(``--dist loadscope --no-loadscope-reorder``), and the modules in :data:`LONGEST_FIRST` go first: the workers
-take modules from the front of one queue, so the long end-to-end modules overlap each other and the many short
-unit-test modules fill in at the end (the default order, most tests first, left the longest module for last).
-
+``make test`` runs the suite on two pytest-xdist workers, a whole test module at a time (``--dist loadscope``).
 The session run is made once for both workers: the first that needs it runs it under a file lock in the
 workers' common temporary directory, the other waits and reads it. No test writes into that directory; a test
 that runs the pipeline again works on a copy (:func:`session_run_copy`), so that tests on the two workers
@@ -18,27 +14,6 @@ import shutil
 import pytest
 
 from tests.helpers import run_cli, synthetic_data
-
-# Module order of the suite: longest first (seconds measured on 2 cores), except that the Ali-CCP run, which
-# does not need the session run, comes second so that one worker runs it while the other makes the session run.
-LONGEST_FIRST = (
-    "tests/crash_resume_e2e_test.py",  # ~300 s: three pipeline runs
-    "tests/aliccp_e2e_test.py",  # ~130 s
-    "tests/pipeline_e2e_test.py",  # ~200 s
-    "tests/head_gate_e2e_test.py",  # ~190 s
-    "tests/distributed_training_test.py",  # ~180 s
-    "tests/determinism_e2e_test.py",  # ~110 s
-    "tests/trainer_zoo_test.py",  # ~100 s
-    "tests/evaluator_e2e_test.py",  # ~60 s
-    "tests/schema_drift_e2e_test.py",  # ~50 s
-    "models/blocks/calibration_test.py",  # ~60 s
-    "models/zoo_test.py",  # ~60 s
-)
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep order
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,13 @@ rows in the files.
 """
 
 import gzip
-import json
 import os
 
 import pytest
 
 from features.datasets import aliexpress, common
 from features.datasets.common import PrepareError
-from features.datasets.testing import RAW, SHARED_DATA, check_output
+from features.datasets.testing import RAW, check_output
 from features.spec import load_spec
 
 def _ali_options(tmp_path, out, **kw):
