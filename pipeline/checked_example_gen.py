@@ -99,11 +99,10 @@ def _open_lines(path: str) -> Iterator[str]:
 
 def _file_layout(spec: FeatureSpec, path: str):
     """(header, column dtypes) of one CSV file; non-spec column types from its first rows."""
-    lines = (line.rstrip("\r") for block in _line_blocks(path, 1 << 20) for line in block)
-    header_line = next(lines, None)
-    if header_line is None or not header_line.strip():
+    lines = (line for block in _line_blocks(path, 1 << 20) for line in block)
+    header = _header(next(lines, None))
+    if header is None:
         raise LogFileError(f"{path}: empty file, expected a header line")
-    header = split_csv_line(header_line)
     sample: List[List[str]] = []
     for line in lines:
         if len(sample) >= TYPE_SAMPLE_ROWS:
@@ -133,12 +132,11 @@ class _CheckRows(beam.DoFn):
     def process(self, path: str):
         blocks = _line_blocks(path, self._block_bytes)
         first = next(blocks, [])
-        header_line = first[0].rstrip("\r") if first else ""
-        if not header_line.strip():
+        header = _header(first[0] if first else None)
+        if header is None:
             if len(first) <= 1 and next(blocks, None) is None:
                 return  # an empty file holds no rows
             raise LogFileError(f"{ERROR_PREFIX} {path}: the first line is empty, expected a header line")
-        header = split_csv_line(header_line)
         types = dict(self._column_types)
         for name in header:
             types.setdefault(name, "string")
@@ -147,8 +145,7 @@ class _CheckRows(beam.DoFn):
         except LogFileError as e:
             raise LogFileError(f"{ERROR_PREFIX} {e}") from None
         rows_before, next_line = 0, 2
-        for block in itertools.chain([first[1:]], blocks):
-            lines = [line.rstrip("\r") for line in block]
+        for lines in itertools.chain([first[1:]], blocks):
             kept = [i for i, line in enumerate(lines) if line.strip()]
             checked = checker.check_lines([lines[i] for i in kept])
             records: List[Any] = [None] * len(kept)
@@ -172,13 +169,18 @@ class _CheckRows(beam.DoFn):
             if (rows_before + len(kept)) // PROGRESS_EVERY > rows_before // PROGRESS_EVERY:
                 logging.info("checked ExampleGen: %s: %d rows read", path, rows_before + len(kept))
             rows_before += len(kept)
-            next_line += len(block)
+            next_line += len(lines)
         logging.info("checked ExampleGen: %s: %d rows read", path, rows_before)
 
 
+def _header(line: Optional[str]) -> Optional[List[str]]:
+    """The header fields of a file's first line, or None when the file has none or it is blank."""
+    return split_csv_line(line) if line is not None and line.strip() else None
+
+
 def _line_blocks(path: str, block_bytes: int) -> Iterator[List[str]]:
-    """The lines of a file (newline removed, decoded as UTF-8 with replacement) in blocks of whole lines of
-    about ``block_bytes``."""
+    """The lines of a file (newline and trailing carriage returns removed, decoded as UTF-8 with replacement) in
+    blocks of whole lines of about ``block_bytes``."""
     with fileio.open(path, "rb") as fh:
         rest = b""
         while True:
@@ -191,9 +193,13 @@ def _line_blocks(path: str, block_bytes: int) -> Iterator[List[str]]:
                 rest = data
                 continue
             rest = data[cut + 1:]
-            yield data[:cut].decode("utf-8", errors="replace").split("\n")
+            yield _lines(data[:cut])
         if rest:
-            yield rest.decode("utf-8", errors="replace").split("\n")
+            yield _lines(rest)
+
+
+def _lines(data: bytes) -> List[str]:
+    return [line.rstrip("\r") for line in data.decode("utf-8", errors="replace").split("\n")]
 
 
 def _bad_row_record(path: str, row: int, line_number: int, line: str, checked: CheckedRow) -> str:
