@@ -32,7 +32,9 @@ import pyarrow.compute as pc
 from features.records import Column, to_example_proto
 
 ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float32": pa.float32()}
-INT_LITERAL = r"^[+-]?[0-9]+$"
+# An integer literal that Arrow's string -> int64 cast parses as Python's ``int`` does. Arrow refuses a "+"
+# sign, so "+7" is not one: it takes the float path (FLOAT_LITERAL), which gives the same integer.
+INT_LITERAL = r"^-?[0-9]+$"
 FLOAT_LITERAL = (r"^[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[iI][nN][fF]([iI][nN][iI][tT][yY])?"
                  r"|[nN][aA][nN])$")
 

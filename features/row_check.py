@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.columnar import ARROW_TYPES, schema
+from features.columnar import ARROW_TYPES, INT_LITERAL, schema
 from features.records import Column, parse_text
 from features.spec import FeatureSpec
 
@@ -51,9 +51,7 @@ MAX_VALUE_CHARS = 200
 # A decimal float literal without inf / nan (a strict subset of Python's ``float`` grammar): text that matches
 # is a finite double, and the vectorised check only has to test its float32 range.
 DECIMAL_LITERAL = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-# An integer literal that Arrow's cast parses as Python's ``int`` does (no "+" sign, which Arrow refuses);
-# at most this many characters means at most 18 digits, so it is inside int64.
-SIGNED_INT_LITERAL = r"^-?[0-9]+$"
+# An INT_LITERAL of at most this many characters has at most 18 digits, so it is inside int64.
 SAFE_INT_CHARS = 18
 # Characters that make the csv module's reading of a line differ from a plain split on commas (quotes, NUL,
 # a carriage return inside the line): lines holding one are checked by the per-row path.
@@ -220,7 +218,7 @@ class RowChecker:
         if dtype == "string":
             return pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), cells), ok
         if dtype == "int64":
-            ok &= empty | (np.asarray(pc.match_substring_regex(cells, SIGNED_INT_LITERAL), dtype=bool)
+            ok &= empty | (np.asarray(pc.match_substring_regex(cells, INT_LITERAL), dtype=bool)
                            & (np.asarray(pc.utf8_length(cells)) <= SAFE_INT_CHARS))
         else:
             ok &= empty | np.asarray(pc.match_substring_regex(cells, DECIMAL_LITERAL), dtype=bool)
