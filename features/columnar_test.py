@@ -130,7 +130,8 @@ def test_serialized_examples_are_the_deterministic_serialization_of_the_per_row_
     floats = [0.0, -0.0, 1.5, 19.42, 3.4e38, -1e-30, None]
     texts = ["u1", "ü" * 100, "", None, "a,b|c"]
     rows = [{"p_click": floats[i % len(floats)], "p_click_action": float(rng.normal()),
-             "user_id": texts[i % len(texts)] or None, "n": ints[i % len(ints)], "é": texts[(i + 2) % len(texts)] or None,
+             "user_id": texts[i % len(texts)] or None, "n": ints[i % len(ints)],
+             "é": texts[(i + 2) % len(texts)] or None,
              "p": ints[(i * 3) % len(ints)]} for i in range(80)]
     rows.append({c.name: None for c in columns})
     batch = columnar.batch_from_rows(rows, columns)

@@ -65,8 +65,8 @@ from features import records
 from features.labels import ordered_heads
 from features.records import MISSING_VALUES, Column, to_example
 from features.spec import DTYPES, FeatureSpec, resolve_spec, spec_from_dict
-from serving.interface import (ASSETS_EXTRA, EXAMPLES_INPUT, EXPORT_METADATA_FILE, PREDICT_RAW_SIGNATURE, REQUIRED_ROLES,
-                               SERVING_SIGNATURE, export_metadata_path)
+from serving.interface import (ASSETS_EXTRA, EXAMPLES_INPUT, EXPORT_METADATA_FILE, PREDICT_RAW_SIGNATURE,
+                               REQUIRED_ROLES, SERVING_SIGNATURE, export_metadata_path)
 
 EXPORT_METADATA = os.path.join(ASSETS_EXTRA, EXPORT_METADATA_FILE)  # relative to the model directory
 INPUT_FORMATS = formats.FORMATS

@@ -177,7 +177,8 @@ def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, session_r
     assert trainer.inputs.get("base_model"), "the resolver gave the Trainer no base model"
     with open(os.path.join(trainer.outputs["model_run"][0].uri, "train_summary.json")) as fh:
         assert json.load(fh)["warm_start"].startswith("skipped: the base model does not fit")
-    res = serve_eval_examples(tmp_path, os.path.dirname(versions[-1]), component(runs, "ExampleGen").outputs["examples"][0].uri)
+    res = serve_eval_examples(tmp_path, os.path.dirname(versions[-1]),
+                              component(runs, "ExampleGen").outputs["examples"][0].uri)
     outs = res["outputs"]
     assert {"ctr", "ctavr", "ctcvr", "xcvr"} <= set(outs)
     assert all(c <= x + 1e-6 for c, x in zip(outs["ctcvr"], outs["xcvr"]))
