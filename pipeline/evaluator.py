@@ -8,10 +8,11 @@ and scenario columns) and drops the thresholds of slices with fewer than ``min_p
 the overall AUC thresholds, which always apply. The dropped ones are recorded as *not gated* in
 ``<evaluation>/gating.json`` and shown in the report.
 
-With ``evaluate_from="predictions"`` the candidate and the baseline run once per batch of eval examples,
-their predictions and the labels are added to the examples (``pipeline.eval_predictions``), and TFMA
-evaluates those in its model-agnostic mode; by default TFMA runs the SavedModels itself. Everything else is
-TFX's Evaluator executor unchanged: the same metrics, slices, plots and thresholds, ``ModelEvaluation`` and
+By default (``evaluate_from="batches"``) the candidate and the baseline run once per batch of eval examples
+and TFMA's metrics are computed per batch and slice (``pipeline.batched_evaluation``, passed to TFMA as its
+extractor and evaluator by ``pipeline.tfx_patches.evaluator_stages``); ``evaluate_from="models"`` is TFX's own
+path, where TFMA runs the SavedModels and its metrics one example at a time. Everything else is TFX's
+Evaluator executor unchanged: the same metrics, slices, plots and thresholds, ``ModelEvaluation`` and
 ``ModelBlessing`` artifacts (so TFX's ``LatestBlessedModelStrategy`` finds the blessed models), and the same
 validation result.
 """
@@ -26,7 +27,6 @@ import numpy as np
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import io_utils, json_utils, proto_utils
@@ -39,10 +39,11 @@ from pipeline.results import OVERALL
 GATING_KEY = "gating"
 GATING_FILE = "gating.json"
 EVALUATE_FROM_KEY = "evaluate_from"
-FROM_PREDICTIONS, FROM_MODELS = "predictions", "models"
-EVALUATE_FROM = (FROM_PREDICTIONS, FROM_MODELS)
-# TFX's own path: measured as fast as the materialized one (docs/benchmarks.md#evaluator), without its extra Beam pass
-DEFAULT_EVALUATE_FROM = FROM_MODELS
+FROM_BATCHES, FROM_MODELS = "batches", "models"
+EVALUATE_FROM = (FROM_BATCHES, FROM_MODELS)
+# Equal to TFX's own path to 1e-6 (tests/evaluator_e2e_test.py) and 16x faster with a baseline
+# (docs/benchmarks.md#evaluator).
+DEFAULT_EVALUATE_FROM = FROM_BATCHES
 
 
 def gating_parameters(spec: FeatureSpec, heads: Sequence[str], min_positives: int) -> Dict:
@@ -163,15 +164,19 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
         for r in removed:
             logging.info("Evaluator: not gated: %s / %s %s (%d positives < %d)", r["head"], r["slice"],
                          r["metric"], r["positives"], gating["min_positives"])
-        materialized_uri = None
-        if evaluate_from == FROM_PREDICTIONS:
-            input_dict, eval_config, materialized_uri = self._materialize(input_dict, eval_config, split_patterns)
         exec_properties[standard_component_specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
-        try:
+        if evaluate_from == FROM_BATCHES and not _batched_evaluation_covers(
+                eval_config, has_baseline=bool(input_dict.get(standard_component_specs.BASELINE_MODEL_KEY))):
+            evaluate_from = FROM_MODELS
+        if evaluate_from == FROM_BATCHES:
+            from pipeline import batched_evaluation, tfx_patches
+
+            user_key = batched_evaluation.gauc_user_key(eval_config)
+            with tfx_patches.evaluator_stages(
+                    lambda shared, config: batched_evaluation.evaluation_stages(shared, config, user_key)):
+                result = super().Do(input_dict, output_dict, exec_properties)
+        else:
             result = super().Do(input_dict, output_dict, exec_properties)
-        finally:
-            if materialized_uri and fileio.exists(materialized_uri):
-                fileio.rmtree(materialized_uri)
         evaluation_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
         io_utils.write_string_file(os.path.join(evaluation_uri, GATING_FILE), json.dumps({
             "min_positives": gating["min_positives"], "splits": splits,
@@ -179,50 +184,22 @@ class GatedEvaluatorExecutor(evaluator_executor.Executor):
             "not_gated": removed}, indent=2))
         return result
 
-    def _materialize(self, input_dict, eval_config, split_patterns: Mapping[str, Sequence[str]]):
-        """Every model's predictions and the labels added to the eval examples of ``split_patterns`` ({split:
-        file patterns}, ``pipeline.eval_predictions``), in the executor's temporary directory; returns the
-        input dict reading them, the model-agnostic EvalConfig and the directory (removed after TFMA ran)."""
-        import time
 
-        from absl import logging
-        from tfx.components.util import examples_utils
-        from tfx.utils import path_utils
+def _batched_evaluation_covers(eval_config, has_baseline: bool) -> bool:
+    """Whether the batched Evaluator computes everything ``eval_config`` asks for (as TFX's Evaluator will
+    complete it); if not, the reason is logged and TFX's own path evaluates it."""
+    import tensorflow_model_analysis as tfma
+    from absl import logging
 
-        from pipeline import eval_predictions
+    from pipeline import batched_evaluation
 
-        def model_dir(key):
-            artifact = artifact_utils.get_single_instance(input_dict[key])
-            return path_utils.serving_model_path(artifact.uri, path_utils.is_old_model_artifact(artifact))
-
-        has_baseline = bool(input_dict.get(standard_component_specs.BASELINE_MODEL_KEY))
-        models = {spec.name: model_dir(standard_component_specs.BASELINE_MODEL_KEY if spec.is_baseline
-                                       else standard_component_specs.MODEL_KEY)
-                  for spec in eval_config.model_specs if has_baseline or not spec.is_baseline}
-        candidate = next(spec.name for spec in eval_config.model_specs if not spec.is_baseline)
-        labels = eval_predictions.label_signature(eval_config)
-        heads = eval_predictions.heads_of(eval_config)
-        source = artifact_utils.get_single_instance(input_dict[standard_component_specs.EXAMPLES_KEY])
-        materialized = _examples_at(os.path.join(self._get_tmp_dir(), "materialized_examples"), list(split_patterns))
-        start = time.monotonic()
-        with self._make_beam_pipeline() as pipeline:
-            for split, patterns in split_patterns.items():
-                _ = pipeline | f"Materialize[{split}]" >> eval_predictions.MaterializePredictions(
-                    patterns, os.path.join(artifact_utils.get_split_uri([materialized], split), "data"),
-                    models, heads, candidate, labels)
-        logging.info("Evaluator: predictions of %s materialized for %s in %.1f s", ", ".join(models),
-                     ", ".join(split_patterns), time.monotonic() - start)
-        examples_utils.set_payload_format(materialized, examples_utils.get_payload_format(source))
-        input_dict = dict(input_dict, **{standard_component_specs.EXAMPLES_KEY: [materialized]})
-        return input_dict, eval_predictions.materialized_eval_config(eval_config), materialized.uri
-
-
-def _examples_at(uri: str, splits: Sequence[str]):
-    """An Examples artifact at ``uri`` with ``splits`` (files under ``uri/Split-<name>/``)."""
-    examples = standard_artifacts.Examples()
-    examples.uri = uri
-    examples.split_names = artifact_utils.encode_split_names(list(splits))
-    return examples
+    final = tfma.utils.update_eval_config_with_defaults(eval_config, has_baseline=has_baseline, rubber_stamp=True)
+    try:
+        batched_evaluation.check_supported(final, batched_evaluation.computations_of(final).non_derived_computations)
+    except batched_evaluation.UnsupportedEvalConfig as e:
+        logging.warning("Evaluator: %s; evaluating one example at a time instead", e)
+        return False
+    return True
 
 
 class GatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
@@ -237,10 +214,10 @@ class GatedEvaluator(base_beam_component.BaseBeamComponent):
     Args:
       examples, model, baseline_model, eval_config, example_splits: as ``tfx.components.Evaluator``.
       gating: :func:`gating_parameters`.
-      evaluate_from: ``models`` (default): TFMA runs the SavedModels itself (TFX's own path);
-        ``predictions``: the models run once per batch of examples and TFMA evaluates their materialized
-        predictions (``pipeline.eval_predictions``). Same numbers (to 1e-6), and measured at the same speed:
-        TFMA's per-example metric combiners, not the models, bound both (docs/benchmarks.md#evaluator).
+      evaluate_from: ``batches`` (default): the models run once per batch and the metrics are computed per
+        batch and slice (``pipeline.batched_evaluation``); ``models``: TFX's own path, TFMA runs the
+        SavedModels and its metrics one example at a time. Same numbers (to 1e-6); ``models`` evaluates what
+        the batched path refuses (``batched_evaluation.check_supported``).
     """
 
     SPEC_CLASS = GatedEvaluatorSpec

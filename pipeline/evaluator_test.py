@@ -126,3 +126,14 @@ def test_a_candidate_with_good_auc_but_probabilities_far_too_high_is_not_blessed
     assert [(h, where) for h, where, _, _ in res["failed"]] == [("ctcvr", "overall")], res
     head, _, threshold, value = res["failed"][0]
     assert threshold == "calibration >= 0.8 and calibration <= 1.25" and float(value) > 2.5
+
+
+def test_batched_evaluation_is_used_where_it_covers_the_config_else_tfxs_own_path(caplog):
+    from pipeline.evaluator import _batched_evaluation_covers
+
+    config = build_eval_config(resolve_spec("synthetic"), ["ctr", "ctcvr"])
+    assert _batched_evaluation_covers(config, has_baseline=True)
+    assert _batched_evaluation_covers(config, has_baseline=False)
+    config.metrics_specs[0].metrics.add(class_name="MeanSquaredError")
+    assert not _batched_evaluation_covers(config, has_baseline=True)
+    assert "MeanSquaredError" in caplog.text and "one example at a time" in caplog.text

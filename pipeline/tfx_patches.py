@@ -18,6 +18,12 @@ Patches:
   ExampleGen's ``write_split.WriteSplit`` reshuffles every split, which Beam's in-process DirectRunner holds
   in memory whole (13 GiB at 5M rows). It would go away with an ExampleGen option to write without the
   ``Reshuffle``.
+* :func:`evaluator_stages` (used by ``pipeline.evaluator`` with ``evaluate_from="batches"``): TFX's Evaluator
+  calls TFMA's ``ExtractEvaluateAndWriteResults`` with its default evaluators, whose metrics take one example
+  at a time (``pipeline.batched_evaluation``). The patch passes TFMA extractors and evaluators built from the
+  shared models and EvalConfig TFX resolved; TFX's reading, EvalConfig defaults, writers and blessing are
+  unchanged. It would go away with an Evaluator option for custom evaluators (TFX 1.21 has
+  ``custom_extractors`` only).
 """
 
 from __future__ import annotations
@@ -94,3 +100,34 @@ def splits_written_in_order():
         yield
     finally:
         write_split.WriteSplit = original
+
+
+class _TfmaWithStages:
+    """The ``tfma`` module as TFX's Evaluator executor sees it, with ``ExtractEvaluateAndWriteResults`` given
+    the extractors and evaluators of ``stages(eval_shared_model, eval_config)``."""
+
+    def __init__(self, tfma, stages):
+        self._tfma = tfma
+        self._stages = stages
+
+    def __getattr__(self, name):
+        return getattr(self._tfma, name)
+
+    def ExtractEvaluateAndWriteResults(self, *args, **kwargs):  # noqa: N802 - TFMA's name
+        kwargs.update(self._stages(kwargs.get("eval_shared_model"), kwargs.get("eval_config")))
+        return self._tfma.ExtractEvaluateAndWriteResults(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def evaluator_stages(stages):
+    """TFX's Evaluator ``Do`` runs TFMA with the extractors and evaluators ``stages(eval_shared_model,
+    eval_config)`` returns (``{"extractors": [...], "evaluators": [...]}``)."""
+    check_tfx_version()
+    from tfx.components.evaluator import executor as evaluator_executor
+
+    original = evaluator_executor.tfma
+    evaluator_executor.tfma = _TfmaWithStages(original, stages)
+    try:
+        yield
+    finally:
+        evaluator_executor.tfma = original

@@ -59,3 +59,38 @@ def test_example_gen_still_reshuffles_each_split_and_the_patch_writes_in_reading
     written = sorted(r.numpy() for r in tf.data.TFRecordDataset(
         tf.io.gfile.glob(str(tmp_path / "out" / "*")), compression_type="GZIP"))
     assert written == [b"x", b"y"]
+
+
+def test_evaluator_still_runs_tfmas_default_evaluators_and_the_patch_passes_ours():
+    import inspect
+
+    import tensorflow_model_analysis as tfma
+    from tfx.components.evaluator import executor as evaluator_executor
+
+    # Still needed: TFX's Evaluator calls ExtractEvaluateAndWriteResults without evaluators (TFMA's defaults).
+    source = inspect.getsource(evaluator_executor.Executor.Do)
+    call = source[source.index("tfma.ExtractEvaluateAndWriteResults("):]
+    call = call[:call.index("output_path=")]
+    assert "extractors=extractors" in call and "evaluators=" not in call
+    seen = []
+
+    def stages(shared, config):
+        seen.append((shared, config))
+        return {"extractors": ["E"], "evaluators": ["V"]}
+
+    original = evaluator_executor.tfma
+    with tfx_patches.evaluator_stages(stages):
+        patched = evaluator_executor.tfma
+        assert patched.EvalConfig is tfma.EvalConfig  # everything else is TFMA's
+        called = {}
+        real = tfma.ExtractEvaluateAndWriteResults
+        try:
+            tfma.ExtractEvaluateAndWriteResults = lambda *a, **kw: called.update(kw) or "ptransform"
+            assert patched.ExtractEvaluateAndWriteResults(eval_shared_model="M", eval_config="C",
+                                                          extractors=None, output_path="o") == "ptransform"
+        finally:
+            tfma.ExtractEvaluateAndWriteResults = real
+    assert evaluator_executor.tfma is original
+    assert seen == [("M", "C")]
+    assert called == {"eval_shared_model": "M", "eval_config": "C", "extractors": ["E"], "evaluators": ["V"],
+                      "output_path": "o"}

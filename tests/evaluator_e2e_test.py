@@ -1,10 +1,10 @@
-"""The Evaluator on materialized predictions gives TFX's own numbers: the same metrics, plots, validation and
-blessing, to 1e-6, as TFMA running the SavedModels itself.
+"""The batched Evaluator gives TFX's own numbers: the same metrics, plots, validation and blessing, to 1e-6, as
+TFMA running the SavedModels and its metrics one example at a time.
 
-Both paths run :class:`pipeline.evaluator.GatedEvaluatorExecutor` (``evaluate_from`` "models" and
-"predictions") in a child process on the session run's newest ExampleGen output (every split of the latest
-span, as the pipeline evaluates it), with its pushed model as the candidate and as the baseline, so that
-both model specs, the diff metrics and the change thresholds are compared too.
+Both paths run :class:`pipeline.evaluator.GatedEvaluatorExecutor` (``evaluate_from`` "models" and "batches")
+in a child process on the session run's newest ExampleGen output (every split of the latest span, as the
+pipeline evaluates it), with its pushed model as the candidate and as the baseline, so that both model specs,
+the diff metrics and the change thresholds are compared too.
 """
 
 import glob
@@ -80,11 +80,10 @@ def evaluate(mode):
             "blessed": blessing_out.get_int_custom_property("blessed"),
             "failures": sorted(str(f.metric_key) for s in validation.metric_validations_per_slice
                                for f in s.failures),
-            "left_behind": [os.path.relpath(d, where) for d, _, _ in os.walk(os.path.join(where, "tmp"))
-                            if "materialized_examples" in os.path.relpath(d, where)]}
+            "slices": sorted(str(s) for s in validation.validation_details.slicing_details)}
 
 
-json.dump({mode: evaluate(mode) for mode in ("models", "predictions")}, open(sys.argv[1], "w"))
+json.dump({mode: evaluate(mode) for mode in sys.argv[5:]}, open(sys.argv[1], "w"))
 """
 
 
@@ -94,26 +93,27 @@ def _newest(out, component, output):
     return max(dirs, key=lambda d: int(os.path.basename(d)))
 
 
-def test_materialized_predictions_give_tfmas_own_metrics_plots_and_blessing(synthetic_run, tmp_path):
+def test_batched_evaluator_gives_tfmas_own_metrics_plots_and_blessing(synthetic_run, tmp_path):
     _, out, _ = synthetic_run
     res = run_python(CHILD, str(tmp_path / "res.json"),
-                     [_newest(out, "CsvExampleGen", "examples"), _newest(out, "Trainer", "model"), str(tmp_path)],
+                     [_newest(out, "CsvExampleGen", "examples"), _newest(out, "Trainer", "model"), str(tmp_path),
+                      "models", "batches"],
                      timeout=900)
-    models, predictions = res["models"], res["predictions"]
-    assert models["metrics"].keys() == predictions["metrics"].keys()
+    models, batches = res["models"], res["batches"]
+    assert models["metrics"].keys() == batches["metrics"].keys()
     names = {k.split("|")[3] for k in models["metrics"]}
     assert {"auc", "gauc", "binary_crossentropy", "calibration", "example_count"} <= names, sorted(names)
     assert {k.split("|")[1] for k in models["metrics"]} == {"candidate", "baseline"}
     assert any(k.endswith("|True") for k in models["metrics"])  # the candidate - baseline diffs
     for key, value in models["metrics"].items():
-        other = predictions["metrics"][key]
+        other = batches["metrics"][key]
         assert (value is None) == (other is None), key
         assert value is None or abs(value - other) <= 1e-6 or (value != value and other != other), (key, value,
                                                                                                   other)
-    assert models["plots"].keys() == predictions["plots"].keys() and len(models["plots"]) > 1000
-    worst = max(abs(a - b) for k in models["plots"] for a, b in zip(models["plots"][k], predictions["plots"][k]))
+    assert models["plots"].keys() == batches["plots"].keys() and len(models["plots"]) > 1000
+    worst = max(abs(a - b) for k in models["plots"] for a, b in zip(models["plots"][k], batches["plots"][k]))
     assert worst <= 1e-6, worst
-    assert (models["ok"], models["blessed"], models["failures"]) == (predictions["ok"], predictions["blessed"],
-                                                                     predictions["failures"])
-    assert predictions["left_behind"] == []  # the materialized examples are removed after TFMA ran
-    assert predictions["seconds"] > 0 and models["seconds"] > 0
+    assert (models["ok"], models["blessed"], models["failures"]) == (batches["ok"], batches["blessed"],
+                                                                     batches["failures"])
+    assert models["slices"] == batches["slices"]  # the slices validated
+    assert batches["seconds"] > 0 and models["seconds"] > 0
