@@ -47,7 +47,7 @@ import numpy as np
 SUPPORTED_TFMA = "0.52."
 # Rows per model call and per metric update: large enough that the per-call costs (a signature call, one
 # Keras metric update per head, slice and model) stay a few microseconds per row.
-BATCH_ROWS = 8192
+BATCH_ROWS = 32768
 COLUMNS_KEY = "msmt_eval_columns"
 STAGE_PREDICT = "BatchedPredictions"
 STAGE_METRICS = "BatchedMetricsPlotsAndValidations"

@@ -12,8 +12,8 @@ AUC are derived from the same 10,000-bucket calibration histogram per head, so t
 work; GAUC adds one light combiner per head (about 25 us per example, head and slice). Measured on 8,000 eval
 rows of the demo model: the same wall time as the former config (AUC, logloss, calibration, mean label and
 prediction, count), within the run-to-run noise. With a baseline, TFMA computes every metric for both models:
-about twice the work (its per-example metric combiners, not the model calls, dominate: docs/evaluation.md).
-``pipeline.eval_predictions.materialized_eval_config`` rewrites the model specs for precomputed predictions.
+about twice the work (its per-example metric combiners, not the model calls, dominate: docs/evaluation.md);
+``pipeline.batched_evaluation`` computes the same metrics per record batch.
 
 Blessing (:class:`BlessingConfig`). By default every head the model serves (among ctr, ctavr, ctcvr, xcvr) is
 gated; downstream ranking multiplies heads, so one broken head is a broken model:
