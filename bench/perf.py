@@ -23,7 +23,9 @@
 
 (c) Throughput: rows/s of ExampleGen, StatisticsGen and Transform (rows = N), of the Trainer component and of
     its ``model.fit`` (train rows x epochs / seconds; the fit includes validation) and of the Evaluator
-    (eval rows / seconds).
+    (eval rows / seconds). The demo's one run has no baseline, so the Evaluator executor is also run alone
+    (``pipeline.evaluator.evaluate_offline``) on the latest span with the run's model, without and with a
+    baseline (the same model): "Evaluator alone" rows/s = the latest span's rows / its seconds.
 
 (d) Scaling: least-squares fit of seconds ~= a * rows^b in log-log over the sizes, per component (those that
     take >= 1 s at the largest size) and for the whole run. Peak RSS: the log-log exponent of the RSS, and a
@@ -151,6 +153,9 @@ def throughput(e: Dict) -> Dict[str, Tuple[str, Optional[float]]]:
     else:
         out["Trainer"] = ("all rows (train count unknown)", rate(e["rows"], secs.get("Trainer")))
     out["Evaluator"] = ("eval rows", rate(e.get("eval_rows"), secs.get("Evaluator")))
+    alone = e.get("evaluator_alone") or {}
+    for key, label in (("no_baseline", "Evaluator alone, no baseline"), ("baseline", "Evaluator alone, baseline")):
+        out[label] = ("latest span's rows", rate(alone.get("rows"), (alone.get("seconds") or {}).get(key)))
     return out
 
 
@@ -711,6 +716,10 @@ def run_scaling(args, results: Dict, results_path: str) -> None:
             entry.pop("exit_code", None)
             say(f"rows={rows}: pipeline {entry['wall_seconds']:.0f}s, peak RSS {fmt_gib(entry['peak_rss'])} GiB; "
                 + ", ".join(f"{c} {s:.0f}s" for c, s in entry["component_seconds"].items() if s >= 1))
+            entry["evaluator_alone"] = previous.get("evaluator_alone") or measure_evaluator_alone(run_dir)
+            if entry["evaluator_alone"]:
+                say(f"rows={rows}: Evaluator alone on {entry['evaluator_alone']['rows']:,.0f} rows: " + ", ".join(
+                    f"{k} {v:.1f}s" for k, v in entry["evaluator_alone"]["seconds"].items()))
         else:
             with open(demo["log"], errors="replace") as fh:
                 tail = fh.readlines()[-15:]
@@ -719,6 +728,47 @@ def run_scaling(args, results: Dict, results_path: str) -> None:
                 f"GiB); see {demo['log']}:\n" + "".join(tail))
         upsert(results["pipeline"], entry, key=lambda e: e["rows"])
         save_results(results_path, results)
+
+
+EVALUATOR_CHILD = r"""
+import json, os, sys
+import tensorflow_model_analysis as tfma
+from features.spec import resolve_spec
+from pipeline.evaluator import evaluate_offline
+
+examples, model, spec, out = sys.argv[2:6]
+seconds, rows = {}, None
+for name, baseline in (("no_baseline", None), ("baseline", model)):
+    run = evaluate_offline(examples, model, os.path.join(out, name), resolve_spec(spec), baseline_uri=baseline)
+    seconds[name] = run["seconds"]
+    for m in tfma.load_metrics(run["evaluation"]):
+        if not m.slice_key.single_slice_keys:
+            rows = max([kv.value.double_value.value for kv in m.metric_keys_and_values
+                        if kv.key.name == "example_count"] + [rows or 0])
+json.dump({"seconds": seconds, "rows": rows}, open(sys.argv[1], "w"))
+"""
+
+
+def measure_evaluator_alone(run_dir: str) -> Optional[Dict]:
+    """The Evaluator executor (``pipeline.evaluator.evaluate_offline``, its default path) on the run's newest
+    examples with its model, without and with a baseline (the same model): {"seconds": {...}, "rows": N}.
+    None when the run has no model or examples."""
+    import tempfile
+
+    with open(os.path.join(run_dir, "run_summary.json")) as fh:
+        s = json.load(fh)
+    if not s.get("examples_uri") or not s.get("model_uri"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-evaluator-") as tmp:
+        result = os.path.join(tmp, "result.json")
+        code = subprocess.call([sys.executable, "-c", EVALUATOR_CHILD, result, s["examples_uri"], s["model_uri"],
+                                s["config"].get("spec") or "synthetic", os.path.join(tmp, "out")], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if code or not os.path.exists(result):
+            say(f"{run_dir}: the Evaluator measurement failed (exit code {code})")
+            return None
+        with open(result) as fh:
+            return json.load(fh)
 
 
 # ---------------------------------------------------------------------------- (a) Trainer input

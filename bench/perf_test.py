@@ -122,6 +122,15 @@ def test_throughput_uses_train_rows_for_the_trainer():
     assert tp["Trainer"][1] == pytest.approx(800_000 / 50.0)
     assert tp["Trainer model.fit"][1] == pytest.approx(800_000 / 25.0)
     assert tp["Evaluator"][1] is None  # no Evaluator time in this run
+    assert tp["Evaluator alone, baseline"][1] is None  # not measured
+
+
+def test_throughput_of_the_evaluator_alone_with_and_without_baseline():
+    run = dict(_run(1_000_000, 100.0), evaluator_alone={"rows": 300_000, "seconds": {"no_baseline": 20.0,
+                                                                                     "baseline": 30.0}})
+    tp = perf.throughput(run)
+    assert tp["Evaluator alone, no baseline"][1] == pytest.approx(15_000)
+    assert tp["Evaluator alone, baseline"][1] == pytest.approx(10_000)
 
 
 def test_report_tables_and_compare():

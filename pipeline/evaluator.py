@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from tfx import types
@@ -233,3 +233,56 @@ class GatedEvaluator(base_beam_component.BaseBeamComponent):
             fairness_indicator_thresholds=json_utils.dumps(None),
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
+
+
+def evaluate_offline(examples_uri: str, model_uri: str, output_dir: str, spec: FeatureSpec,
+                     baseline_uri: Optional[str] = None, splits: Optional[Sequence[str]] = None,
+                     blessing=None, evaluate_from: str = DEFAULT_EVALUATE_FROM,
+                     beam_pipeline_args: Sequence[str] = ("--direct_running_mode=in_memory",
+                                                          "--direct_num_workers=1")) -> Dict:
+    """The pipeline's Evaluator executor run directly on artifacts of a finished run (no MLMD).
+
+    Evaluates the Trainer ``model_uri`` (a Model artifact directory) on ``splits`` (default: every split) of
+    the ExampleGen ``examples_uri``, against ``baseline_uri`` when given, with the EvalConfig and gating the
+    pipeline builds for ``spec`` and ``blessing``. Writes ``output_dir/evaluation`` and ``output_dir/blessing``
+    and returns their paths, whether the model was blessed and the executor's wall seconds. Used to compare the
+    Evaluator's paths (tests/evaluator_e2e_test.py) and to time them (``make bench-perf``).
+    """
+    import time
+
+    from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+    from tfx.utils import path_utils
+
+    from pipeline.eval_config import BlessingConfig, build_eval_config, evaluated_heads
+    from serving.scoring import serving_heads
+
+    def artifact(kind, uri):
+        a = kind()
+        a.uri = uri
+        return a
+
+    blessing = blessing or BlessingConfig()
+    splits = list(splits or sorted(d[len("Split-"):] for d in os.listdir(examples_uri) if d.startswith("Split-")))
+    outputs = serving_heads(path_utils.serving_model_path(model_uri))
+    eval_config = build_eval_config(spec, outputs, blessing=blessing, with_baseline=baseline_uri is not None)
+    examples = artifact(standard_artifacts.Examples, examples_uri)
+    examples.split_names = artifact_utils.encode_split_names(splits)
+    inputs = {standard_component_specs.EXAMPLES_KEY: [examples],
+              standard_component_specs.MODEL_KEY: [artifact(standard_artifacts.Model, model_uri)]}
+    if baseline_uri is not None:
+        inputs[standard_component_specs.BASELINE_MODEL_KEY] = [artifact(standard_artifacts.Model, baseline_uri)]
+    evaluation = artifact(standard_artifacts.ModelEvaluation, os.path.join(output_dir, "evaluation"))
+    blessed = artifact(standard_artifacts.ModelBlessing, os.path.join(output_dir, "blessing"))
+    for a in (evaluation, blessed):
+        os.makedirs(a.uri, exist_ok=True)
+    props = {standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(eval_config),
+             standard_component_specs.EXAMPLE_SPLITS_KEY: json.dumps(splits),
+             GATING_KEY: json.dumps(gating_parameters(spec, evaluated_heads(spec, outputs), blessing.min_positives)),
+             EVALUATE_FROM_KEY: evaluate_from, "fairness_indicator_thresholds": "null"}
+    context = BaseBeamExecutor.Context(beam_pipeline_args=list(beam_pipeline_args),
+                                       tmp_dir=os.path.join(output_dir, "tmp"), unique_id=evaluate_from)
+    start = time.monotonic()
+    GatedEvaluatorExecutor(context).Do(inputs, {standard_component_specs.EVALUATION_KEY: [evaluation],
+                                                standard_component_specs.BLESSING_KEY: [blessed]}, props)
+    return {"evaluation": evaluation.uri, "blessing": blessed.uri, "seconds": time.monotonic() - start,
+            "blessed": blessed.get_int_custom_property("blessed"), "splits": splits}

@@ -13,58 +13,27 @@ import os
 from tests.helpers import run_python
 
 CHILD = r"""
-import json, os, sys, time
+import json, os, sys
 import tensorflow_model_analysis as tfma
-from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
-from tfx.types import artifact_utils, standard_artifacts
-from tfx.utils import path_utils, proto_utils
 
 from features.spec import resolve_spec
-from pipeline.eval_config import BlessingConfig, build_eval_config, evaluated_heads
-from pipeline.evaluator import GatedEvaluatorExecutor, gating_parameters
-from serving.scoring import serving_heads
+from pipeline.evaluator import evaluate_offline
 
 examples_uri, model_uri, out = sys.argv[2:5]
-splits = sorted(d[len("Split-"):] for d in os.listdir(examples_uri) if d.startswith("Split-"))
-spec = resolve_spec("synthetic")
-outputs = serving_heads(path_utils.serving_model_path(model_uri))
-blessing = BlessingConfig()
-eval_config = build_eval_config(spec, outputs, blessing=blessing)
-gating = gating_parameters(spec, evaluated_heads(spec, outputs), blessing.min_positives)
-
-
-def artifact(kind, uri):
-    a = kind()
-    a.uri = uri
-    return a
 
 
 def evaluate(mode):
-    where = os.path.join(out, mode)
-    examples = artifact(standard_artifacts.Examples, examples_uri)
-    examples.split_names = artifact_utils.encode_split_names(splits)
-    inputs = {"examples": [examples], "model": [artifact(standard_artifacts.Model, model_uri)],
-              "baseline_model": [artifact(standard_artifacts.Model, model_uri)]}
-    evaluation = artifact(standard_artifacts.ModelEvaluation, os.path.join(where, "evaluation"))
-    blessing_out = artifact(standard_artifacts.ModelBlessing, os.path.join(where, "blessing"))
-    for a in (evaluation, blessing_out):
-        os.makedirs(a.uri)
-    props = {"eval_config": proto_utils.proto_to_json(eval_config), "example_splits": json.dumps(splits),
-             "gating": json.dumps(gating), "evaluate_from": mode, "fairness_indicator_thresholds": "null"}
-    context = BaseBeamExecutor.Context(beam_pipeline_args=["--direct_running_mode=in_memory",
-                                                           "--direct_num_workers=1"],
-                                       tmp_dir=os.path.join(where, "tmp"), unique_id=mode)
-    start = time.monotonic()
-    GatedEvaluatorExecutor(context).Do(inputs, {"evaluation": [evaluation], "blessing": [blessing_out]}, props)
-    seconds = time.monotonic() - start
+    run = evaluate_offline(examples_uri, model_uri, os.path.join(out, mode), resolve_spec("synthetic"),
+                           baseline_uri=model_uri, evaluate_from=mode)
+    seconds, evaluation_uri = run["seconds"], run["evaluation"]
     metrics, plots = {}, {}
-    for m in tfma.load_metrics(evaluation.uri):
+    for m in tfma.load_metrics(evaluation_uri):
         where_ = str(tfma.slicer.deserialize_slice_key(m.slice_key))
         for kv in m.metric_keys_and_values:
             k = kv.key
             metrics[f"{where_}|{k.model_name}|{k.output_name}|{k.name}|{k.is_diff}"] = (
                 kv.value.double_value.value if kv.value.HasField("double_value") else None)
-    for p in tfma.load_plots(evaluation.uri):
+    for p in tfma.load_plots(evaluation_uri):
         where_ = str(tfma.slicer.deserialize_slice_key(p.slice_key))
         for kv in p.plot_keys_and_values:
             k, v = kv.key, kv.value
@@ -75,9 +44,9 @@ def evaluate(mode):
             for i, c in enumerate(v.confusion_matrix_at_thresholds.matrices):
                 plots[f"{where_}|{k.model_name}|{k.output_name}|roc|{i}"] = [
                     c.threshold, c.true_positives, c.false_positives, c.true_negatives, c.false_negatives]
-    validation = tfma.load_validation_result(evaluation.uri)
+    validation = tfma.load_validation_result(evaluation_uri)
     return {"seconds": seconds, "metrics": metrics, "plots": plots, "ok": bool(validation.validation_ok),
-            "blessed": blessing_out.get_int_custom_property("blessed"),
+            "blessed": run["blessed"],
             "failures": sorted(str(f.metric_key) for s in validation.metric_validations_per_slice
                                for f in s.failures),
             "slices": sorted(str(s) for s in validation.validation_details.slicing_details)}
