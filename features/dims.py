@@ -16,7 +16,9 @@ from features.spec import FeatureSpec
 class SparseInput:
     """A transformed feature looked up in an embedding table.
 
-    ``cardinality`` rows; ``multivalent`` inputs are ``[batch, L]`` id lists padded with -1.
+    ``cardinality`` rows; ``multivalent`` inputs are ``[batch, L]`` id lists padded with -1. An input that
+    ``shares`` another's table (a behaviour sequence and its candidate item) has no table of its own and is
+    pooled against that input's embedding (``pooling``: ``attention`` or ``mean``).
     """
 
     name: str
@@ -24,6 +26,7 @@ class SparseInput:
     embedding_dim: Optional[int] = None
     multivalent: bool = False
     pooling: str = "mean"
+    shares: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +79,19 @@ def input_dims(spec: FeatureSpec, vocabulary_size) -> InputDims:
             dense.append(f.name)
             if f.buckets:
                 sparse.append(SparseInput(f.name + "__bucket", f.buckets + 1, f.embedding_dim))
+        elif f.is_sequence:
+            item = spec.feature(f.item)
+            sparse.append(SparseInput(f.name, _cardinality(item, vocabulary_size), item.embedding_dim, True,
+                                      f.pooling, shares=item.name))
         else:
-            card = f.hash_buckets if f.encoding == "hash" else int(vocabulary_size(f.name)) + f.num_oov_buckets
-            sparse.append(SparseInput(f.name, max(card, 1), f.embedding_dim, f.is_multivalent, f.pooling))
+            sparse.append(SparseInput(f.name, _cardinality(f, vocabulary_size), f.embedding_dim, f.is_multivalent,
+                                      f.pooling))
     prior_only = tuple(f.name for f in spec.features if f.role == "prior")
     return InputDims(tuple(sparse), tuple(dense), spec.scenario.name, spec.num_scenarios, dict(spec.priors),
                      prior_only)
+
+
+def _cardinality(f, vocabulary_size) -> int:
+    """Rows of a categorical feature's table: its hash buckets, or its vocabulary plus the OOV buckets."""
+    card = f.hash_buckets if f.encoding == "hash" else int(vocabulary_size(f.name)) + f.num_oov_buckets
+    return max(card, 1)

@@ -11,6 +11,9 @@ Outputs (one dense tensor of shape ``[batch]`` per feature unless noted):
   (``log1p_zscore``), clipped to :math:`[-Z_{max}, Z_{max}]` (``Z_MAX`` = 8) so that an absurd value at serving
   time (1e30) cannot saturate every head; plus ``<name>__bucket`` (quantile bucket index) when ``buckets > 0``.
 * multivalent -> ``int64 [batch, MULTIVALENT_MAX_VALUES]`` vocabulary ids, padded with ``-1``.
+* sequence -> ``int64 [batch, length]``: the first ``length`` items of the cell (most recent first), encoded
+  with the ``item`` feature's own vocabulary (the same ``vocab_filename``, so history and candidate share ids;
+  an item never seen as a candidate takes an OOV slot) or hash buckets; padded with ``-1``.
 * scenario -> ``int64`` index into the spec's ``values``; any other value (or missing) -> ``len(values)``,
   the unknown-scenario slot.
 * labels -> ``float32`` ``label_click``, ``label_conversion``, ``label_ctcvr`` (= click * conversion) and, when
@@ -64,6 +67,30 @@ def _categorical(f: Feature, x) -> tf.Tensor:
         num_oov_buckets=f.num_oov_buckets, vocab_filename=f.name)
 
 
+def _categorical_with_vocabulary(f: Feature, x):
+    """``f``'s ids (as :func:`_categorical`) and its deferred vocabulary file, for sequences that share it."""
+    x = _as_string(_to_dense_1d(x, _missing_default(x.dtype)))
+    vocabulary = tft.vocabulary(x, top_k=f.vocab_top_k, frequency_threshold=f.frequency_threshold,
+                                vocab_filename=f.name)
+    return tft.apply_vocabulary(x, vocabulary, num_oov_buckets=f.num_oov_buckets), vocabulary
+
+
+def _tokens(f: Feature, x):
+    """The non-empty items of a separator-joined cell: ragged ``[batch, None]``."""
+    tokens = tf.strings.split(_to_dense_1d(x, b""), sep=f.separator)
+    return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+
+
+def _sequence(f: Feature, item: Feature, x, vocabulary) -> tf.Tensor:
+    tokens = _tokens(f, x)[:, :f.length]
+    if item.encoding == "hash":
+        ids = tf.ragged.map_flat_values(tf.strings.to_hash_bucket_fast, tokens, item.hash_buckets)
+    else:
+        ids = tf.ragged.map_flat_values(
+            lambda t: tft.apply_vocabulary(t, vocabulary, num_oov_buckets=item.num_oov_buckets), tokens)
+    return ids.to_tensor(default_value=-1, shape=[None, f.length])
+
+
 def _numeric(f: Feature, x) -> Dict[str, tf.Tensor]:
     x = tf.cast(_to_dense_1d(x, _missing_default(x.dtype)), tf.float32)
     x = tf.where(tf.math.is_finite(x), x, tf.constant(f.default, tf.float32))
@@ -76,9 +103,7 @@ def _numeric(f: Feature, x) -> Dict[str, tf.Tensor]:
 
 
 def _multivalent(f: Feature, x) -> tf.Tensor:
-    x = _to_dense_1d(x, b"")
-    tokens = tf.strings.split(x, sep=f.separator)  # ragged [batch, None]
-    tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+    tokens = _tokens(f, x)
     if f.encoding == "hash":
         ids = tf.ragged.map_flat_values(tf.strings.to_hash_bucket_fast, tokens, f.hash_buckets)
     else:
@@ -112,9 +137,15 @@ def build_preprocessing_fn(spec: FeatureSpec):
             raise ValueError(f"spec {spec.source}: columns {missing} are not in the data's schema "
                              f"(available: {sorted(inputs)})")
         outputs: Dict[str, tf.Tensor] = {}
+        shared_items = {f.item for f in spec.features if f.is_sequence}
+        vocabularies = {}
         for f in spec.features:
             x = inputs[f.name]
-            if f.is_scenario:
+            if f.is_sequence:
+                continue  # after its item's vocabulary
+            if f.name in shared_items and f.encoding == "vocab":
+                outputs[f.name], vocabularies[f.name] = _categorical_with_vocabulary(f, x)
+            elif f.is_scenario:
                 outputs[f.name] = scenario_index(f.values, x)
             elif f.is_multivalent:
                 outputs[f.name] = _multivalent(f, x)
@@ -122,6 +153,8 @@ def build_preprocessing_fn(spec: FeatureSpec):
                 outputs.update(_numeric(f, x))
             else:
                 outputs[f.name] = _categorical(f, x)
+        for f in spec.by_role("sequence"):
+            outputs[f.name] = _sequence(f, spec.feature(f.item), inputs[f.name], vocabularies.get(f.item))
         cols = spec.label_columns
         click = _label(inputs[cols["click"]])
         conv = _label(inputs[cols["conversion"]])

@@ -15,6 +15,8 @@ SPEC = {
         {"name": "price", "role": "numeric", "transform": "log1p_zscore", "default": 0.0},
         {"name": "age", "role": "categorical", "dtype": "int64", "num_oov_buckets": 2},
         {"name": "tags", "role": "multivalent", "separator": ";"},
+        {"name": "recent", "role": "sequence", "item": "item_id", "length": 3},
+        {"name": "recent_users", "role": "sequence", "item": "user_id", "length": 2, "separator": ";"},
     ],
     "labels": {"click": "c", "conversion": "v", "raction": "a"},
 }
@@ -33,20 +35,26 @@ raw_spec = {
     "user_id": tf.io.FixedLenFeature([], tf.string), "item_id": tf.io.FixedLenFeature([], tf.string),
     "scen": tf.io.FixedLenFeature([], tf.string), "price": tf.io.VarLenFeature(tf.float32),
     "age": tf.io.FixedLenFeature([], tf.int64), "tags": tf.io.FixedLenFeature([], tf.string),
+    "recent": tf.io.FixedLenFeature([], tf.string), "recent_users": tf.io.FixedLenFeature([], tf.string),
     "c": tf.io.FixedLenFeature([], tf.int64), "v": tf.io.FixedLenFeature([], tf.int64),
     "a": tf.io.FixedLenFeature([], tf.int64),
 }
 meta = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
 e = math.e
 train = [
-    dict(user_id=b"u1", item_id=b"i1", scen=b"a", price=[0.0], age=3, tags=b"x;y", c=1, v=1, a=0),
-    dict(user_id=b"u2", item_id=b"i1", scen=b"b", price=[e - 1], age=3, tags=b"y", c=1, v=0, a=1),
-    dict(user_id=b"u1", item_id=b"i2", scen=b"a", price=[], age=5, tags=b"", c=0, v=1, a=0),
-    dict(user_id=b"u3", item_id=b"i1", scen=b"b", price=[e * e - 1], age=3, tags=b"y;z;y", c=0, v=0, a=0),
+    dict(user_id=b"u1", item_id=b"i1", scen=b"a", price=[0.0], age=3, tags=b"x;y", c=1, v=1, a=0,
+         recent=b"i2|i1|i9|i1", recent_users=b"u3;u1;u2"),
+    dict(user_id=b"u2", item_id=b"i1", scen=b"b", price=[e - 1], age=3, tags=b"y", c=1, v=0, a=1,
+         recent=b"i1", recent_users=b""),
+    dict(user_id=b"u1", item_id=b"i2", scen=b"a", price=[], age=5, tags=b"", c=0, v=1, a=0,
+         recent=b"", recent_users=b"u2"),
+    dict(user_id=b"u3", item_id=b"i1", scen=b"b", price=[e * e - 1], age=3, tags=b"y;z;y", c=0, v=0, a=0,
+         recent=b"|i2||", recent_users=b""),
 ]
 serve = [dict(user_id=b"u1", item_id=b"never", scen=b"zzz", price=[float("nan")], age=99, tags=b"q;x",
-              c=0, v=0, a=0),
-         dict(user_id=b"u1", item_id=b"i1", scen=b"a", price=[1e30], age=3, tags=b"x", c=0, v=0, a=0)]
+              c=0, v=0, a=0, recent=b"never|i2", recent_users=b"u9"),
+         dict(user_id=b"u1", item_id=b"i1", scen=b"a", price=[1e30], age=3, tags=b"x", c=0, v=0, a=0,
+              recent=b"i1", recent_users=b"u1")]
 with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
     (out, out_meta), transform_fn = (train, meta) | tft_beam.AnalyzeAndTransformDataset(
         build_preprocessing_fn(spec))
@@ -72,7 +80,7 @@ def transformed(tmp_path_factory):
 
 def test_output_keys(transformed):
     assert transformed["outputs"] == sorted([
-        "user_id", "item_id", "scen", "price", "age", "tags",
+        "user_id", "item_id", "scen", "price", "age", "tags", "recent", "recent_users",
         "label_click", "label_conversion", "label_ctcvr", "label_raction", "label_ctavr"])
 
 
@@ -126,3 +134,16 @@ def test_label_targets(transformed):
     assert [r["label_ctcvr"] for r in rows] == [1, 0, 0, 0]  # click AND conversion
     assert [r["label_ctavr"] for r in rows] == [0, 1, 0, 0]  # click AND action
     assert [r["label_conversion"] for r in rows] == [1, 0, 1, 0]  # incl. the unclicked conversion
+
+
+def test_sequence_uses_its_items_vocabulary_truncated_and_padded(transformed):
+    # item_id vocabulary: i1 (3x) -> 0, i2 -> 1, one OOV slot -> 2. The history's own items do not enter it
+    # (i9 is OOV, as is an item only ever seen in histories). First `length` = 3 items, most recent first.
+    assert [r["recent"] for r in transformed["train"]] == [[1, 0, 2], [0, -1, -1], [-1, -1, -1], [1, -1, -1]]
+    assert [r["recent"] for r in transformed["serve"]] == [[2, 1, -1], [0, -1, -1]]
+
+
+def test_sequence_of_a_hashed_id_uses_its_hash_buckets(transformed):
+    h1, h2, h3 = transformed["hashes"]
+    assert [r["recent_users"] for r in transformed["train"]] == [[h3, h1], [-1, -1], [h2, -1], [-1, -1]]
+    assert transformed["serve"][1]["recent_users"] == [h1, -1]

@@ -12,6 +12,7 @@ YAML layout (see ``features/specs/*.yaml`` for complete examples)::
       - {name: age,      role: categorical, dtype: int64}
       - {name: price,    role: numeric,     transform: log1p_zscore, default: 0.0}
       - {name: tags,     role: multivalent, separator: "|"}
+      - {name: recent_items, role: sequence, item: item_id, length: 30}
       - {name: user_ctr, role: prior,       dtype: float32}
     priors:   {user: [user_id, age], item: [item_id], scenario: [scenario]}
     labels:   {click: click, raction: add_to_cart, conversion: purchase}
@@ -20,7 +21,9 @@ YAML layout (see ``features/specs/*.yaml`` for complete examples)::
     timestamp: ts                     # optional, for time splits
 
 Roles (docs/spec.md): ``id``, ``scenario`` (exactly one), ``categorical``, ``numeric``,
-``multivalent``, ``prior`` (a feature fed only to the personalised gates). A prior feature is
+``multivalent``, ``sequence`` (the user's recent items, most recent first, separator-joined: encoded with the
+``item`` feature's vocabulary, truncated or padded to ``length``, embedded with the item's table and pooled
+against the candidate item), ``prior`` (a feature fed only to the personalised gates). A prior feature is
 categorical when its dtype is a string or an integer, numeric when it is a float.
 """
 
@@ -32,11 +35,16 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-ROLES = ("id", "scenario", "categorical", "numeric", "multivalent", "prior")
+ROLES = ("id", "scenario", "categorical", "numeric", "multivalent", "sequence", "prior")
 DTYPES = ("string", "int64", "float32")
 ENCODINGS = ("vocab", "hash")
 NUMERIC_TRANSFORMS = ("zscore", "log1p_zscore", "none")
 POOLINGS = ("mean", "sum")
+SEQUENCE_POOLINGS = ("attention", "mean")  # models.blocks.target_attention
+MAX_SEQUENCE_LENGTH = 512
+# A sequence is encoded with its item feature's vocabulary or hash and embedded with its table.
+_SHARED_WITH_ITEM = ("encoding", "hash_buckets", "vocab_top_k", "frequency_threshold", "num_oov_buckets",
+                     "embedding_dim")
 PRIOR_GROUPS = ("user", "item", "scenario")
 LABEL_KEYS = ("click", "raction", "conversion")
 LABEL_RULE_KEYS = ("requires_click",)
@@ -64,8 +72,12 @@ class Feature:
       transform: numeric normalisation: ``zscore``, ``log1p_zscore`` or ``none``.
       default: value imputed for a missing numeric (also used for NaN / inf).
       buckets: if > 0, a numeric is additionally bucketized into this many quantile buckets.
-      separator: for multivalent string features, the separator inside one cell.
-      pooling: how multivalent embeddings are pooled (``mean`` or ``sum``).
+      separator: for multivalent and sequence string features, the separator inside one cell.
+      pooling: how multivalent embeddings are pooled (``mean`` or ``sum``); for a sequence, ``attention``
+        (DIN target attention against the candidate item, the default) or ``mean``.
+      length: for a sequence, how many of its most recent items are kept (longer lists are truncated,
+        shorter ones padded).
+      item: for a sequence, the candidate item feature whose vocabulary and embedding table it shares.
       embedding_dim: embedding width (None = the model's default).
       values: for the scenario feature, the known scenario values (index order).
     """
@@ -85,6 +97,8 @@ class Feature:
     pooling: str = "mean"
     embedding_dim: Optional[int] = None
     values: Tuple[str, ...] = ()
+    length: int = 0
+    item: Optional[str] = None
 
     @property
     def is_numeric(self) -> bool:
@@ -99,6 +113,15 @@ class Feature:
     @property
     def is_multivalent(self) -> bool:
         return self.role == "multivalent"
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.role == "sequence"
+
+    @property
+    def is_list(self) -> bool:
+        """True when a cell holds several values joined by ``separator`` (multivalent and sequence)."""
+        return self.role in ("multivalent", "sequence")
 
     @property
     def is_scenario(self) -> bool:
@@ -226,8 +249,15 @@ def _parse_feature(source: str, idx: int, raw: Any) -> Feature:
         raise _err(source, f"{key}.dtype", f"must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if role == "numeric" and dtype == "string":
         raise _err(source, f"{key}.dtype", "a numeric feature must be int64 or float32")
-    if role == "multivalent" and dtype != "string":
-        raise _err(source, f"{key}.dtype", "a multivalent feature is a separator-joined string")
+    if role in ("multivalent", "sequence") and dtype != "string":
+        raise _err(source, f"{key}.dtype", f"a {role} feature is a separator-joined string")
+    if role == "sequence":
+        shared = [k for k in _SHARED_WITH_ITEM if k in raw]
+        if shared:
+            raise _err(source, f"{key}.{shared[0]}", "a sequence is encoded and embedded as its item feature; "
+                       "set this on the item feature")
+    elif "length" in raw or "item" in raw:
+        raise _err(source, f"{key}.{'length' if 'length' in raw else 'item'}", "only a sequence feature has it")
     encoding = raw.get("encoding", "hash" if raw.get("hash_buckets") else "vocab")
     if encoding not in ENCODINGS:
         raise _err(source, f"{key}.encoding", f"must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
@@ -258,10 +288,22 @@ def _parse_feature(source: str, idx: int, raw: Any) -> Feature:
         if not isinstance(sep, str) or len(sep) != 1:
             raise _err(source, f"{key}.separator", f"must be a single character, got {sep!r}")
         kwargs["separator"] = sep
+    poolings = SEQUENCE_POOLINGS if role == "sequence" else POOLINGS
     if "pooling" in raw:
-        if raw["pooling"] not in POOLINGS:
-            raise _err(source, f"{key}.pooling", f"must be one of {', '.join(POOLINGS)}, got {raw['pooling']!r}")
+        if raw["pooling"] not in poolings:
+            raise _err(source, f"{key}.pooling", f"must be one of {', '.join(poolings)}, got {raw['pooling']!r}")
         kwargs["pooling"] = raw["pooling"]
+    elif role == "sequence":
+        kwargs["pooling"] = SEQUENCE_POOLINGS[0]
+    if role == "sequence":
+        length = raw.get("length")
+        if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= MAX_SEQUENCE_LENGTH:
+            raise _err(source, f"{key}.length", f"is required: the number of recent items kept, an integer in "
+                       f"[1, {MAX_SEQUENCE_LENGTH}], got {length!r}")
+        if not isinstance(raw.get("item"), str) or not raw.get("item"):
+            raise _err(source, f"{key}.item", "is required: the candidate item feature whose vocabulary and "
+                       "embedding table the sequence shares")
+        kwargs.update(length=length, item=raw["item"])
     if "values" in raw:
         if role != "scenario":
             raise _err(source, f"{key}.values", "only the scenario feature lists values")
@@ -305,6 +347,12 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     scen = [f for f in features if f.role == "scenario"]
     if len(scen) != 1:
         raise _err(source, "features", f"exactly one feature must have role 'scenario', found {len(scen)}")
+    by_name = {f.name: f for f in features}
+    for i, f in enumerate(features):
+        item = by_name.get(f.item) if f.is_sequence else None
+        if f.is_sequence and (item is None or item.role not in ("id", "categorical")):
+            raise _err(source, f"features[{i}] ({f.name}).item",
+                       f"must name an id or categorical feature (the candidate item), got {f.item!r}")
 
     labels_raw = raw.get("labels")
     if not isinstance(labels_raw, dict):
@@ -376,12 +424,16 @@ def load_spec(path: str) -> FeatureSpec:
 SPEC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 
 
+def builtin_spec_names() -> List[str]:
+    """Names of the specs shipped in ``features/specs``."""
+    return sorted(p[:-5] for p in os.listdir(SPEC_DIR) if p.endswith(".yaml"))
+
+
 def builtin_spec_path(name: str) -> str:
     """Path of a spec shipped in ``features/specs`` (``synthetic``, ``aliccp``, ``aliexpress``)."""
     path = os.path.join(SPEC_DIR, f"{name}.yaml")
     if not os.path.exists(path):
-        avail = sorted(p[:-5] for p in os.listdir(SPEC_DIR) if p.endswith(".yaml"))
-        raise SpecError(f"no built-in spec {name!r}; available: {', '.join(avail)}")
+        raise SpecError(f"no built-in spec {name!r}; available: {', '.join(builtin_spec_names())}")
     return path
 
 

@@ -48,7 +48,7 @@ def test_to_dict_round_trip(tmp_path):
     assert again.labels == spec.labels and dict(again.priors) == dict(spec.priors)
 
 
-@pytest.mark.parametrize("name", ["synthetic", "aliccp", "aliexpress"])
+@pytest.mark.parametrize("name", ["synthetic", "aliccp", "aliexpress", "synthetic_sequence"])
 def test_shipped_specs_load(name):
     spec = load_spec(builtin_spec_path(name))
     assert spec.name == name
@@ -57,7 +57,7 @@ def test_shipped_specs_load(name):
 
 def test_shipped_spec_names_match_files():
     names = sorted(f[:-5] for f in os.listdir(SPEC_DIR) if f.endswith(".yaml"))
-    assert names == ["aliccp", "aliexpress", "synthetic"]
+    assert names == ["aliccp", "aliexpress", "synthetic", "synthetic_sequence"]
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -96,3 +96,38 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_spec(str(tmp_path / "absent.yaml"))
     with pytest.raises(SpecError, match="no built-in spec 'nope'"):
         resolve_spec("nope")
+
+
+SEQUENCE = GOOD.replace('  - {name: act, role: prior, dtype: float32}\n',
+                        '  - {name: act, role: prior, dtype: float32}\n'
+                        '  - {name: recent, role: sequence, item: item_id, length: 5}\n')
+
+
+def test_sequence_feature_shares_its_item_and_defaults_to_target_attention(tmp_path):
+    spec = load_spec(_write(tmp_path, SEQUENCE))
+    recent = spec.feature("recent")
+    assert recent.is_sequence and recent.is_list and not recent.is_multivalent
+    assert (recent.item, recent.length, recent.pooling, recent.separator) == ("item_id", 5, "attention", "|")
+    assert spec_from_dict(spec.to_dict(), source="roundtrip").features == spec.features
+    mean = load_spec(_write(tmp_path, SEQUENCE.replace("length: 5}", "length: 5, pooling: mean}"), "m.yaml"))
+    assert mean.feature("recent").pooling == "mean"
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ("item: item_id, length: 5", "item: item_id", "(recent).length", "is required: the number of recent items"),
+    ("length: 5", "length: 0", "(recent).length", "an integer in [1, 512]"),
+    ("item: item_id, ", "", "(recent).item", "is required: the candidate item feature"),
+    ("item: item_id", "item: price", "(recent).item", "must name an id or categorical feature"),
+    ("item: item_id", "item: nope", "(recent).item", "must name an id or categorical feature"),
+    ("length: 5}", "length: 5, encoding: hash}", "(recent).encoding", "encoded and embedded as its item"),
+    ("length: 5}", "length: 5, pooling: sum}", "(recent).pooling", "must be one of attention, mean"),
+    ("length: 5}", "length: 5, dtype: int64}", "(recent).dtype", "separator-joined string"),
+    ("{name: tags, role: multivalent,", "{name: tags, role: multivalent, length: 3,", "(tags).length",
+     "only a sequence feature has it"),
+])
+def test_bad_sequence_features_name_the_key(tmp_path, old, new, key, message):
+    text = textwrap.dedent(SEQUENCE)
+    assert old in text
+    with pytest.raises(SpecError) as err:
+        load_spec(_write(tmp_path, text.replace(old, new)))
+    assert key in str(err.value) and message in str(err.value), str(err.value)

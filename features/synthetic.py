@@ -45,6 +45,19 @@ given no click), and the rows carry the true probabilities
    P(\text{conv}) = P(\text{click} \wedge \text{conv}) + (1 - p_c) p_{vt}
 
 in the columns ``p_click``, ``p_click_action``, ``p_click_conv`` and ``p_conv`` (ignored by the spec).
+
+Behaviour history (``history_length`` > 0): each user has a list ``recent_items`` of ``history_length``
+distinct items, drawn once per user (from their own random stream, so every other column is the same with or
+without it) with probabilities proportional to
+
+.. math::
+
+   w_i \exp\big(\tau\, u_j^\top B_c v_i / k\big)
+
+(item exposure :math:`w_i` times the user's shared click preference, :math:`\tau` = ``history_temperature``),
+written most preferred first, separator ``|``. The history is a function of :math:`u_j` only, so the true
+probabilities above are unchanged; it tells a model what the user likes through the items themselves, and a
+candidate close to the history is one the user tends to click (what target attention can use).
 """
 
 from __future__ import annotations
@@ -100,6 +113,8 @@ class GeneratorConfig:
     drift: float = 0.05
     missing_price_rate: float = 0.02
     start_timestamp: int = 1_767_225_600  # 2026-01-01T00:00:00Z
+    history_length: int = 0
+    history_temperature: float = 2.0
 
     def __post_init__(self):
         if self.rows < 1:
@@ -108,6 +123,8 @@ class GeneratorConfig:
             raise ValueError(f"days must be >= 1, got {self.days}")
         if not self.scenarios:
             raise ValueError("at least one scenario is required")
+        if not 0 <= self.history_length <= self.num_items:
+            raise ValueError(f"history_length must be in [0, num_items={self.num_items}], got {self.history_length}")
         total = sum(s.share for s in self.scenarios)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"scenario shares must sum to 1, got {total}")
@@ -173,6 +190,22 @@ class _World:
         self.gate_bias = 0.5 * rng.standard_normal(S)
         self.day_shift = np.concatenate([[0.0], np.cumsum(cfg.drift * rng.standard_normal(cfg.days - 1))])
         self._calibrate(rng)
+
+    def histories(self, chunk: int = 1024) -> np.ndarray:
+        """``[num_users, history_length]`` item indices: each user's history, most preferred first (Gumbel
+        top-k over ``log w_i + tau u^T B_c v_i / k``, i.e. sampling without replacement from those weights)."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, 2])  # its own stream: the other columns do not change
+        log_w = np.log(self.item_weights)
+        preference = self.B["c"] @ self.V.T / cfg.latent_dim  # [k, items]
+        out = np.empty((cfg.num_users, cfg.history_length), np.int64)
+        for start in range(0, cfg.num_users, chunk):
+            u = self.U[start:start + chunk]
+            keys = log_w + cfg.history_temperature * (u @ preference) + rng.gumbel(size=(len(u), cfg.num_items))
+            top = np.argpartition(-keys, cfg.history_length - 1, axis=1)[:, :cfg.history_length]
+            order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1)
+            out[start:start + chunk] = np.take_along_axis(top, order, axis=1)
+        return out
 
     def matrix(self, task: str, s: int, day: int) -> np.ndarray:
         cfg = self.cfg
@@ -277,6 +310,11 @@ def generate(cfg: GeneratorConfig, progress: Optional[Callable[[str], None]] = N
     ts = cfg.start_timestamp + day * 86400 + hour * 3600 + rng.integers(0, 3600, n)
     names = np.array([s.name for s in cfg.scenarios])
     devices = np.array(["ios", "android", "web"])
+    extra = {}
+    if cfg.history_length:
+        history = world.histories()
+        per_user = np.array(["|".join(f"i{i}" for i in row) for row in history])
+        extra["recent_items"] = per_user[users] if n else np.array([], str)
     return {
         "request_id": np.char.add("r", request.astype(str)),
         "ts": ts.astype(np.int64),
@@ -302,6 +340,7 @@ def generate(cfg: GeneratorConfig, progress: Optional[Callable[[str], None]] = N
         "p_click_action": (p_c * p_a).round(6),
         "p_click_conv": p_click_conv.round(6),
         "p_conv": (p_click_conv + (1 - p_c) * p_vt).round(6),
+        **extra,
     }
 
 

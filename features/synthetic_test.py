@@ -1,5 +1,7 @@
 """Generator statistics against the configured values, and oracle AUC sanity."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,22 @@ def test_write_spans_tfrecord_round_trip(tmp_path):
     assert first["click"].int64_list.value[0] == cols["click"][order[0]]
     missing = sum(1 for e in examples if len(e.features.feature["item_price"].float_list.value) == 0)
     assert missing == int(np.isnan(cols["item_price"]).sum()) > 0  # NaN -> absent feature
+
+
+def test_history_is_drawn_from_the_users_preferences_and_leaves_every_other_column_unchanged():
+    base = synthetic.GeneratorConfig(rows=3000, days=2, num_users=300, num_items=400, seed=3)
+    with_history = synthetic.generate(dataclasses.replace(base, history_length=10))
+    without = synthetic.generate(base)
+    assert set(with_history) - set(without) == {"recent_items"}
+    for name, values in without.items():
+        np.testing.assert_array_equal(with_history[name], values, err_msg=name)
+    lists = [h.split("|") for h in with_history["recent_items"]]
+    assert all(len(items) == 10 == len(set(items)) for items in lists)
+    by_user = dict(zip(with_history["user_id"], with_history["recent_items"]))
+    assert all(by_user[u] == h for u, h in zip(with_history["user_id"], with_history["recent_items"]))
+    # The history follows the click preference: its items score higher for the user than exposure alone.
+    world = synthetic._World(dataclasses.replace(base, history_length=10))
+    preference = world.U @ world.B["c"] @ world.V.T / base.latent_dim
+    histories = world.histories()
+    exposure = np.average(preference, axis=1, weights=world.item_weights)
+    assert (preference[np.arange(300)[:, None], histories].mean(axis=1) > exposure).mean() > 0.9

@@ -76,8 +76,7 @@ class PEPNet(MultiTaskRanker):
                        for e in self.heads.edges}
 
     def _backbone_width(self) -> int:
-        tables = self.embedding.tables
-        return sum(tables[n].output_dim if n in tables else 1 for n in self.embedding.backbone_names)
+        return sum(self.embedding.width(n) for n in self.embedding.backbone_names)
 
     def edge_logits(self, embedded, inputs, training=None):
         x = self.embedding.concat(embedded)

@@ -9,9 +9,16 @@ from features.labels import label_key
 from features.preprocessing import MULTIVALENT_MAX_VALUES
 
 
-def tiny_dims(with_prior: bool = True) -> InputDims:
+SEQUENCE_LENGTH = 5
+
+
+def tiny_dims(with_prior: bool = True, sequence_pooling: str = "") -> InputDims:
+    """With ``sequence_pooling`` (``attention`` / ``mean``), also a behaviour sequence ``recent_items`` that
+    shares ``item_id``'s table."""
     sparse = [SparseInput("user_id", 50), SparseInput("item_id", 40), SparseInput("scenario", 4),
               SparseInput("tags", 10, multivalent=True)]
+    if sequence_pooling:
+        sparse.append(SparseInput("recent_items", 40, multivalent=True, pooling=sequence_pooling, shares="item_id"))
     return InputDims(sparse=tuple(sparse), dense=("price", "activity") if with_prior else ("price",),
                      scenario="scenario", num_scenarios=3,
                      priors={"user": ("user_id", "activity") if with_prior else ("user_id",), "item": ("item_id",),
@@ -32,6 +39,8 @@ def tiny_batch(n: int = 64, seed: int = 0, with_action: bool = True):
         "user_id": rng.integers(0, 50, n).astype(np.int64), "item_id": item.astype(np.int64),
         "scenario": rng.integers(0, 4, n).astype(np.int64), "tags": tags, "price": price,
         "activity": rng.standard_normal(n).astype(np.float32),
+        "recent_items": np.where(rng.random((n, SEQUENCE_LENGTH)) < 0.7,
+                                 rng.integers(0, 40, (n, SEQUENCE_LENGTH)), -1).astype(np.int64),
         label_key("click"): click, label_key("conversion"): conv, label_key("ctcvr"): click * conv,
     }
     if with_action:

@@ -76,3 +76,27 @@ def test_savedmodel_round_trip(name, tmp_path):
     expected, got = savedmodel_round_trip(_model(name), tiny_batch(8), tmp_path / "sm")
     for k, v in expected.items():
         np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=1e-6)
+
+
+def _with_sequence(name):
+    keras.utils.set_random_seed(1)
+    return build_model(name, tiny_dims(sequence_pooling="attention").to_dict(), _config(name), with_action=True)
+
+
+def test_behaviour_sequence_pooled_against_the_item_is_read_and_trained(name):
+    model = _with_sequence(name)
+    batch = tiny_batch(64)
+    without = dict(batch, recent_items=np.full_like(batch["recent_items"], -1))
+    assert not np.allclose(model(batch)["ctr"].numpy(), model(without)["ctr"].numpy())  # the history is read
+    pool = model.embedding.sequence_pools["recent_items"]
+    with tf.GradientTape() as tape:
+        loss = keras.losses.binary_crossentropy(batch["label_click"][:, None], model(batch, training=True)["ctr"])
+    grads = tape.gradient(loss, pool.trainable_weights)
+    assert all(g is not None and np.abs(g.numpy()).sum() > 0 for g in grads)  # the attention unit trains
+    assert type(model).from_config(model.get_config()).get_config() == model.get_config()
+
+
+def test_behaviour_sequence_savedmodel_round_trip(tmp_path):
+    expected, got = savedmodel_round_trip(_with_sequence("shared_bottom"), tiny_batch(8), tmp_path / "sm")
+    for k, v in expected.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=1e-6)

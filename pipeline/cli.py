@@ -32,7 +32,7 @@ def cmd_generate_data(args) -> int:
     from features import synthetic
 
     cfg = synthetic.GeneratorConfig(rows=args.rows, days=args.days, seed=args.seed, num_users=args.users,
-                                    num_items=args.items, drift=args.drift)
+                                    num_items=args.items, drift=args.drift, history_length=args.history_length)
     formats = ("csv", "tfrecord") if args.format == "both" else (args.format,)
     _progress(f"generate-data: {cfg.rows} impressions, {len(cfg.scenarios)} scenarios, {cfg.days} daily spans, "
               f"seed {cfg.seed} -> {args.output}")
@@ -213,7 +213,7 @@ def cmd_demo(args) -> int:
     data_dir = os.path.join(args.output, "data")
     t0 = time.time()
     gen_args = argparse.Namespace(rows=args.rows, days=3, seed=args.seed, users=20_000, items=5_000, drift=0.05,
-                                  format="csv", output=data_dir)
+                                  history_length=0, format="csv", output=data_dir)
     cmd_generate_data(gen_args)
     config = PipelineConfig(data=os.path.join(data_dir, "span-{SPAN}", "impressions.csv"), spec="synthetic",
                             output=os.path.join(args.output, "run"), model=args.model,
@@ -228,13 +228,14 @@ def cmd_demo(args) -> int:
 # ---------------------------------------------------------------------------- parser
 def _add_run_options(p) -> None:
     from features.row_check import DEFAULT_MAX_BAD_FRACTION
+    from features.spec import builtin_spec_names
     from pipeline.spans import EVAL_SPLIT_MODES
 
     p.add_argument("--data", required=True,
                    help="file pattern of the impression logs (.csv, .tfrecord[.gz] or .parquet), "
                         "e.g. '/logs/span-*/impressions.csv' (quote it)")
     p.add_argument("--spec", required=True,
-                   help="feature spec YAML, or a built-in name: synthetic, aliccp, aliexpress")
+                   help="feature spec YAML, or a built-in name: " + ", ".join(builtin_spec_names()))
     p.add_argument("--output", required=True,
                    help="run directory: pipeline_root/, metadata.sqlite, serving/<model>/<version>/, logs/")
     p.add_argument("--model", default="shared_bottom", help="zoo model (see 'msmt models'); default shared_bottom")
@@ -360,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--users", type=int, default=20_000, help="number of users (20000)")
     g.add_argument("--items", type=int, default=5_000, help="number of items (5000)")
     g.add_argument("--drift", type=float, default=0.05, help="day-to-day drift strength (0.05)")
+    g.add_argument("--history-length", type=int, default=0,
+                   help="add a recent_items column: each user's last N items, drawn from their latent "
+                        "preferences, for a sequence feature (spec synthetic_sequence); 0 = none (0)")
     g.add_argument("--format", choices=("csv", "tfrecord", "both"), default="csv", help="file format (csv)")
     g.set_defaults(func=cmd_generate_data)
 

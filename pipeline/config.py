@@ -25,7 +25,7 @@ class PipelineConfig:
 
     Attributes:
       data: file pattern of the impression logs, e.g. ``/data/logs/span-*/impressions.csv``.
-      spec: path of the feature spec YAML (or a built-in name: synthetic, aliccp, aliexpress).
+      spec: path of the feature spec YAML (or the name of a spec in ``features/specs``).
       output: run directory; holds ``pipeline_root/``, ``metadata.sqlite``, ``serving/`` and ``logs/``.
       model: zoo model name; model_config: its config dict; train: ``TrainConfig`` dict.
       pipeline_name: TFX pipeline name (also the MLMD context).

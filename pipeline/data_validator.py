@@ -66,7 +66,7 @@ def baseline_schema(statistics, scenario: str, max_scenario_shift: float, open_v
 def open_vocabulary_features(spec) -> str:
     """The ``open_vocabulary`` parameter: the spec's features that map unseen values to OOV or hash buckets,
     and the columns the spec ignores (their values are no one's business, e.g. a day number)."""
-    names = [f.name for f in spec.features if f.role in ("id", "categorical", "multivalent", "prior")]
+    names = [f.name for f in spec.features if f.role in ("id", "categorical", "multivalent", "sequence", "prior")]
     return ",".join(names + list(spec.ignore))
 
 

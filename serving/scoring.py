@@ -183,7 +183,7 @@ def build_layout(spec: FeatureSpec, heads: Sequence[str], raw_features: Optional
         dtype = features.get(name) or (f.dtype if f else "string")
         if dtype not in DTYPES:
             raise ScoringError(f"column {name!r}: raw dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-        return Column(name, dtype, f.separator if f is not None and f.is_multivalent else None)
+        return Column(name, dtype, f.separator if f is not None and f.is_list else None)
 
     clash = sorted(set(keys) & set(heads))
     if clash:
@@ -835,7 +835,7 @@ def add_score_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--input-format", choices=INPUT_FORMATS, default=None,
                    help="input format (default: from the file extension)")
     p.add_argument("--spec", default=None, metavar="NAME_OR_PATH",
-                   help="feature spec (synthetic, aliccp, aliexpress or a YAML path); default: the spec in "
+                   help="feature spec (a built-in name or a YAML path); default: the spec in "
                         "the model's assets.extra/msmt_export.json")
     p.add_argument("--beam-arg", dest="beam_args", action="append", default=None, metavar="ARG",
                    help="Beam pipeline option, repeatable, e.g. --beam-arg=--direct_num_workers=2")

@@ -9,7 +9,10 @@ values :math:`z_d`:
    e_f^{multi} = \frac{1}{L_f} \sum_{l=1}^{L_f} E_f[x_{f,l}] \;(\text{mean, or the plain sum}), \qquad
    \mathbf{x} = e_{f_1} \oplus \dots \oplus e_{f_n} \oplus z_1 \oplus \dots \oplus z_m
 
-where :math:`E_f \in R^{|V_f| \times d_f}` is feature f's table and padding ids (-1) are masked out.
+where :math:`E_f \in R^{|V_f| \times d_f}` is feature f's table and padding ids (-1) are masked out. A
+behaviour sequence (the user's recent items) has no table of its own: its ids index the candidate item's
+table :math:`E_{item}`, and it is pooled against the candidate's embedding :math:`E_{item}[x_{item}]` by
+:class:`~models.blocks.target_attention.TargetAttentionPooling` (DIN target attention, or a masked mean).
 The same tables embed the prior groups (user / item / scenario priors) for personalised gates, so a
 prior shares its embedding with the backbone (docs/models.md; PEPNet, Chang et al., KDD 2023).
 """
@@ -22,6 +25,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from features.dims import InputDims
+from models.blocks.target_attention import TargetAttentionPooling
 
 
 @keras.utils.register_keras_serializable(package="msmt")
@@ -42,7 +46,12 @@ class FeatureEmbedding(keras.layers.Layer):
         self._dims = InputDims.from_dict(input_dims)
         reg = keras.regularizers.l2(l2) if l2 else None
         self.tables = {}
+        self.sequence_pools = {}
         for s in self._dims.sparse:
+            if s.shares:
+                self.sequence_pools[s.name] = TargetAttentionPooling(pooling=s.pooling,
+                                                                     name=f"sequence_pool_{_safe(s.name)}")
+                continue
             self.tables[s.name] = keras.layers.Embedding(
                 s.cardinality, s.embedding_dim or embedding_dim, embeddings_regularizer=reg,
                 name=f"embedding_{_safe(s.name)}")
@@ -50,6 +59,8 @@ class FeatureEmbedding(keras.layers.Layer):
     def call(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         out = {}
         for s in self._dims.sparse:
+            if s.shares:
+                continue  # after the item it is pooled against
             ids = tf.cast(inputs[s.name], tf.int64)
             table = self.tables[s.name]
             if s.multivalent:
@@ -63,10 +74,21 @@ class FeatureEmbedding(keras.layers.Layer):
                 if ids.shape.rank == 2:
                     ids = ids[:, 0]
                 out[s.name] = table(ids)
+        for s in self._dims.sparse:
+            if s.shares:
+                ids = tf.cast(inputs[s.name], tf.int64)  # [B, L], padded with -1
+                items = self.tables[s.shares](tf.maximum(ids, 0))
+                out[s.name] = self.sequence_pools[s.name](items, ids >= 0, out[s.shares])
         for name in self._dims.dense:
             x = tf.cast(inputs[name], self.compute_dtype)
             out[name] = tf.reshape(x, [-1, 1])
         return out
+
+    def width(self, name: str) -> int:
+        """Width of ``name``'s embedding: its table's (a sequence: its item's table's), 1 for a dense input."""
+        shares = {s.name: s.shares for s in self._dims.sparse if s.shares}
+        table = self.tables.get(shares.get(name, name))
+        return table.output_dim if table is not None else 1
 
     @property
     def dims(self) -> InputDims:
