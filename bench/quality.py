@@ -56,6 +56,8 @@ class Variant:
     config: Dict = dataclasses.field(default_factory=dict)
     train: Dict = dataclasses.field(default_factory=dict)
     note: str = ""
+    # The spec's behaviour sequences: "" as the spec says, "attention" / "mean" that pooling, "none" left out.
+    sequence: str = ""
 
 
 # Ablation rows (docs/models.md): each changes one part of the model's tuned point (the EKTM embedding-32 rows
@@ -86,12 +88,31 @@ ABLATIONS = {
            for module in ("router", "transmitter", "enhance")},
     },
 }
+# With a spec that has a behaviour sequence (--spec synthetic_sequence --history-length 20): the model with the
+# sequence pooled by target attention, by a masked mean, and without the sequence.
+SEQUENCE_ABLATIONS = {
+    f"{model}-seq_{mode}": Variant(model, sequence=mode, note=note)
+    for model in DEFAULT_MODELS
+    for mode, note in (("attention", "behaviour sequence, DIN target attention"),
+                       ("mean", "behaviour sequence, mean pooling"), ("none", "no behaviour sequence"))
+}
+
+
+def with_sequence(dims: Dict, mode: str) -> Dict:
+    """``InputDims.to_dict()`` with every behaviour sequence pooled by ``mode`` ("attention" / "mean"), or left
+    out ("none"); unchanged for ""."""
+    if not mode:
+        return dims
+    sparse = [s if not s.get("shares") else dict(s, pooling=mode) for s in dims["sparse"]
+              if mode != "none" or not s.get("shares")]
+    return dict(dims, sparse=sparse)
 
 
 def variants(models: Sequence[str], ablations: bool, only: Sequence[str] = ()) -> Dict[str, Variant]:
     """The benchmarked rows: every model at its defaults, plus its ablation rows; ``only`` names ablation rows
     to run instead (e.g. ``aem2tl-paper_losses``)."""
     rows = {name: v for per_model in ABLATIONS.values() for name, v in per_model.items()}
+    rows.update(SEQUENCE_ABLATIONS)
     if only:
         unknown = [v for v in only if v not in rows]
         if unknown:
@@ -134,12 +155,13 @@ def prepare(args) -> Dict[str, str]:
     data = os.path.join(args.output, "data")
     if not glob.glob(os.path.join(data, "span-*", "impressions.csv")):
         _run([sys.executable, "-m", "pipeline.cli", "generate-data", "--rows", str(args.rows), "--days",
-              str(args.days), "--seed", "0", "--format", "both", "--output", data])
+              str(args.days), "--seed", "0", "--format", "both", "--output", data,
+              "--history-length", str(args.history_length)])
     last = args.days - 1
     train_pattern = os.path.join(data, f"span-[0-{last - 1}]", "impressions.csv")
     run_dir = os.path.join(args.output, "pipeline")
     if not glob.glob(os.path.join(run_dir, "pipeline_root", "Transform", "transform_graph", "*")):
-        _run([sys.executable, "-m", "pipeline.cli", "run", "--data", train_pattern, "--spec", "synthetic",
+        _run([sys.executable, "-m", "pipeline.cli", "run", "--data", train_pattern, "--spec", args.spec,
               "--output", run_dir, "--epochs", "1", "--min-auc", "0"])
     return {"transform": newest_artifact(run_dir, "Transform", "transform_graph"),
             "examples": newest_artifact(run_dir, "Transform", "transformed_examples"),
@@ -265,7 +287,7 @@ def evaluate(args, paths) -> Dict:
     from models.trainer import fit_model
     from models.tuning import apply_hyperparameters
 
-    spec = resolve_spec("synthetic")
+    spec = resolve_spec(args.spec)
     tfo = tft.TFTransformOutput(paths["transform"])
     dims = input_dims(spec, tfo.vocabulary_size_by_name).to_dict()
     fspec = tfo.transformed_feature_spec()
@@ -324,7 +346,8 @@ def evaluate(args, paths) -> Dict:
             model_cfg, train_keys = dict(model_cfg, **variant.config), dict(train_keys, **variant.train)
             cfg = train_config(variant.model, dict(train_keys, seed=seed, **overrides))
             keras.utils.set_random_seed(seed)
-            model = build_model(variant.model, dims, model_cfg, with_action=has_action(spec),
+            model = build_model(variant.model, with_sequence(dims, variant.sequence), model_cfg,
+                                with_action=has_action(spec),
                                 view_through=has_view_through(spec), weighting=cfg.weighting,
                                 supervised_heads=cfg.supervised_heads)
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
@@ -545,6 +568,10 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--days", type=int, default=4)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds per model")
+    p.add_argument("--spec", default="synthetic",
+                   help="feature spec of the generated logs (synthetic; synthetic_sequence with --history-length)")
+    p.add_argument("--history-length", type=int, default=0,
+                   help="generate each user's recent items (generate-data --history-length); use a fresh --output")
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds run are FIRST_SEED .. FIRST_SEED+SEEDS-1 (e.g. to add seeds to an earlier run)")
     p.add_argument("--epochs", type=int, help="override every model's default epochs")

@@ -8,6 +8,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import quality  # noqa: E402
 from bench.quality import gate_noise, significance_section  # noqa: E402
 
 
@@ -49,3 +50,18 @@ def test_significance_section_is_a_paired_t_test():
     p = 2 * stats.t.sf(abs(t), len(d) - 1)
     assert row.startswith("| ctr | ple | 0.7010 | aem2tl | 0.7050 | +0.0040 |")
     assert f"| {p:.3g} | 5 |" in row
+
+
+def test_sequence_variants_change_only_the_sequence_inputs():
+    from features.dims import SparseInput
+    from models.testing import tiny_dims
+
+    dims = tiny_dims(sequence_pooling="attention").to_dict()
+    assert quality.with_sequence(dims, "") is dims
+    mean = quality.with_sequence(dims, "mean")
+    assert [SparseInput(**s).pooling for s in mean["sparse"] if s["shares"]] == ["mean"]
+    assert [s for s in mean["sparse"] if not s["shares"]] == [s for s in dims["sparse"] if not s["shares"]]
+    none = quality.with_sequence(dims, "none")
+    assert [s["name"] for s in none["sparse"]] == ["user_id", "item_id", "scenario", "tags"]
+    rows = quality.variants(["shared_bottom"], False, ["shared_bottom-seq_mean", "shared_bottom-seq_none"])
+    assert {v.sequence for v in rows.values()} == {"mean", "none"}
