@@ -25,7 +25,7 @@ label                     an int64 column with values only in {0, 1} named like 
 a known public layout     the Ali-CCP and AliExpress sample layouts (``KNOWN_LAYOUTS``) give the documented
                           role of each field, and the header names the shipped spec
 ``scenario``              a string / int column with 1..50 values named scenario, scene, page, slot,
-                          country, domain, channel; when no column is named so, the categorical column with
+                          country, domain, channel, tab; when no column is named so, the categorical column with
                           the fewest values (2..50) is picked and flagged ``TODO check``
 ``id``                    a name ending in ``id`` (user_id, item_id, uid, adid, ...) of a user- or item-side
                           entity with no missing value; ``encoding: hash`` with ``hash_buckets`` about twice
@@ -96,7 +96,7 @@ REQUEST_ID_NAMES = ("request_id", "req_id", "requestid", "search_id", "searchid"
 TIMESTAMP_NAMES = ("ts", "timestamp", "time", "time_stamp", "event_time", "event_ts", "datetime", "date",
                    "dt", "log_time", "impression_time")
 ORACLE_PREFIXES = ("p_", "prob", "true_p", "truth", "oracle", "debug")
-SCENARIO_WORDS = ("scenario", "scenarios", "scene", "page", "slot", "country", "domain", "channel")
+SCENARIO_WORDS = ("scenario", "scenarios", "scene", "page", "slot", "country", "domain", "channel", "tab")
 USER_WORDS = ("user", "u", "uid", "userid", "member", "customer", "buyer", "visitor")
 ITEM_WORDS = ("item", "i", "iid", "itemid", "ad", "adid", "goods", "product", "sku", "offer")
 CATEGORY_WORDS = ("category", "cate", "cat", "brand", "shop", "seller", "store", "city", "province", "region",

@@ -384,3 +384,24 @@ def test_gzipped_csv(good_csv, tmp_path):
     with open(good_csv, "rb") as src, gzip.open(path, "wb") as dst:
         dst.write(src.read())
     assert _comparable(infer_spec(str(path))) == _comparable(infer_spec(good_csv))
+
+
+def test_kuairand_shaped_log_takes_tab_as_the_scenario(tmp_path):
+    # KuaiRand's log columns (user_id, video_id, date, ..., tab) with joined user features onehot_feat*: the
+    # scenario is `tab`, not the first low-cardinality feature.
+    rng = random.Random(1)
+    header = ["user_id", "video_id", "date", "hourmin", "time_ms", "is_click", "is_like", "is_follow", "is_comment",
+              "is_forward", "is_hate", "long_view", "play_time_ms", "duration_ms", "is_rand", "tab",
+              "onehot_feat0", "onehot_feat1"]
+    rows = []
+    for i in range(600):
+        click = int(rng.random() < 0.3)
+        rows.append([f"{rng.randrange(80)}", f"{rng.randrange(300)}", 20220408 + i % 3, 1200 + i % 60,
+                     1649390000000 + i * 1000, click, int(click and rng.random() < 0.1), 0,
+                     int(click and rng.random() < 0.05), 0, 0, int(click and rng.random() < 0.4),
+                     rng.randrange(60000), rng.randrange(10000, 90000), 0, rng.choice([0, 1, 2, 4, 6]),
+                     rng.randrange(2), rng.randrange(3)])
+    draft = infer_spec(_write_csv(tmp_path / "log_standard.csv", header, rows))
+    spec = _load(tmp_path, draft)
+    assert spec.scenario.name == "tab" and spec.scenario.values == ("0", "1", "2", "4", "6")
+    assert spec.feature("onehot_feat0").role != "scenario"
