@@ -5,14 +5,15 @@ DEMO_DIR  ?= $(CURDIR)/build/demo
 DEMO_ROWS ?= 200000
 PYTEST_ARGS ?=
 # The suite runs on two pytest-xdist workers, one test module per worker at a time (a module's fixtures are
-# made once); TEST_WORKERS=0 runs it in one process.
+# made once), in the order tests/conftest.py gives the modules (longest first); TEST_WORKERS=0 runs it in one
+# process.
 TEST_WORKERS ?= 2
 
 .PHONY: help runtime demo test lock clean-demo
 
 help:
 	@echo "make demo     build the runtime (first time ~4 min), generate $(DEMO_ROWS) synthetic impressions, run the pipeline"
-	@echo "make test     build the runtime if needed, run the test suite (~17 min on 2 cores; TEST_WORKERS=0: one process)"
+	@echo "make test     build the runtime if needed, run the test suite (~15 min on 2 cores; TEST_WORKERS=0: one process)"
 	@echo "make runtime  build or check the runtime only"
 	@echo "make lock     re-resolve requirements.in into requirements.lock"
 	@echo "make bench-perf  Trainer input efficiency + pipeline seconds / peak RSS at 200k, 1M, 5M rows (long; BENCH_ARGS=...)"
@@ -25,7 +26,7 @@ demo: runtime
 	$(PY) -m pipeline.cli demo --output "$(DEMO_DIR)" --rows $(DEMO_ROWS)
 
 test: runtime
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Resolve requirements.in in a scratch venv of the runtime and freeze it into requirements.lock.
 lock: runtime

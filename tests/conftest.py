@@ -20,6 +20,15 @@ from tests import session_run
 from tests.helpers import REPO_ROOT, child_env
 
 FIXTURES = ("synthetic_run", "session_run_copy")
+# The order in which the workers take the modules (``make test`` keeps it: --no-loadscope-reorder). First the
+# longest module, whose first test (the Ali-CCP sample) does not need the session run being made in the
+# background; then the unit tests; then the other end-to-end modules, longest first, so that the last module
+# to finish is a short one. Measured durations: docs/benchmarks.md#test-suite-make-test.
+FIRST = ("tests/pipeline_e2e_test.py",)
+LAST = ("tests/distributed_training_test.py", "tests/trainer_zoo_test.py", "tests/crash_resume_e2e_test.py",
+        "tests/determinism_e2e_test.py", "tests/schema_drift_e2e_test.py", "tests/scoring_e2e_test.py",
+        "tests/serving_export_e2e_test.py", "tests/serving_robustness_e2e_test.py", "tests/evaluator_e2e_test.py",
+        "tests/bad_rows_e2e_test.py")
 _background = []
 
 
@@ -46,13 +55,24 @@ def _module_needs_session_run(path: str) -> bool:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids):
     """xdist's controller: a worker collected ``ids``; start the session run if one of them needs it."""
-    if any(_module_needs_session_run(i.split("::")[0]) for i in {i.split("::")[0] for i in ids}):
+    if not node.config.option.collectonly and any(_module_needs_session_run(path)
+                                                  for path in {i.split("::")[0] for i in ids}):
         _start_session_run(node.config)
 
 
+def _module_rank(item) -> int:
+    path = item.nodeid.split("::")[0]
+    if path in FIRST:
+        return -len(FIRST) + FIRST.index(path)
+    return 1 + LAST.index(path) if path in LAST else 0
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """One process (no xdist): start the session run if a collected test needs it."""
+    """Order the modules (:data:`FIRST`, the rest, :data:`LAST`; a stable sort keeps each module's own order);
+    in one process (no xdist), start the session run if a collected test needs it."""
+    items.sort(key=_module_rank)
     if not hasattr(config, "workerinput") and not getattr(config.option, "numprocesses", None) and \
+            not config.option.collectonly and \
             any(set(FIXTURES) & set(getattr(item, "fixturenames", ())) for item in items):
         _start_session_run(config)
 

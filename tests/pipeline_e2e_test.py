@@ -34,6 +34,22 @@ json.dump({"n": n, "heads": sorted(heads), "min": min(values), "max": max(values
 """
 
 
+def test_aliccp_sample_pipeline(tmp_path):
+    out = tmp_path / "aliccp"
+    proc = run_cli(["run", "--data", os.path.join(SHARED_DATA, "aliccp", "ali_ccp_*_sample.csv"), "--spec", "aliccp",
+                    "--output", str(out), "--epochs", "3", "--batch-size", "32", "--min-auc", "0.0"])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    _, runs = pipeline_states(str(out))
+    states = {c: component(runs, c).state for c in COMPONENT_ORDER}
+    assert all(s == "COMPLETE" for s in states.values()), states
+    model_dir = component(runs, "Trainer").outputs["model"][0].uri
+    res = serve_eval_examples(tmp_path, os.path.join(model_dir, "Format-Serving"),
+                 component(runs, "ExampleGen").outputs["examples"][0].uri)
+    assert res["n"] > 0
+    for values in res["outputs"].values():
+        assert all(0.0 <= v <= 1.0 for v in values)
+
+
 def test_every_component_executed_in_mlmd(synthetic_run):
     _, out, _ = synthetic_run
     _, runs = pipeline_states(str(out))
@@ -134,22 +150,6 @@ def test_unchanged_rerun_trains_nothing_and_publishes_no_new_version(synthetic_r
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED_DATA, "aliccp")),
                     reason="../shared/data/aliccp is absent (third-party samples are read in place, never copied)")
-def test_aliccp_sample_pipeline(tmp_path):
-    out = tmp_path / "aliccp"
-    proc = run_cli(["run", "--data", os.path.join(SHARED_DATA, "aliccp", "ali_ccp_*_sample.csv"), "--spec", "aliccp",
-                    "--output", str(out), "--epochs", "3", "--batch-size", "32", "--min-auc", "0.0"])
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    _, runs = pipeline_states(str(out))
-    states = {c: component(runs, c).state for c in COMPONENT_ORDER}
-    assert all(s == "COMPLETE" for s in states.values()), states
-    model_dir = component(runs, "Trainer").outputs["model"][0].uri
-    res = serve_eval_examples(tmp_path, os.path.join(model_dir, "Format-Serving"),
-                 component(runs, "ExampleGen").outputs["examples"][0].uri)
-    assert res["n"] > 0
-    for values in res["outputs"].values():
-        assert all(0.0 <= v <= 1.0 for v in values)
-
-
 def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, session_run_copy, tmp_path):
     root, out = synthetic_run[0], session_run_copy
     cfg = tmp_path / "aem2tl.yaml"
@@ -158,7 +158,7 @@ def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, session_r
     train.write_text("weighting: {strategy: gradnorm, alpha: 1.5}\n")
     proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic",
                     "--output", str(out), "--model", "aem2tl", "--model-config", str(cfg), "--train-config",
-                    str(train), "--epochs", "2", "--batch-size", "256", "--max-auc-drop", "1.0", "--min-auc", "0",
+                    str(train), "--epochs", "1", "--batch-size", "256", "--max-auc-drop", "1.0", "--min-auc", "0",
                     "--warm-start", "--bulk-inference"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     _, runs = pipeline_states(str(out))
