@@ -641,7 +641,8 @@ def read_run(run_dir: str) -> Dict:
         with open(gen) as fh:
             g = json.load(fh)
         entry["generate_seconds"] = g.get("total_seconds")
-        rows = rows or g.get("summary", {}).get("overall", {}).get("rows")
+        # every generated span: a next-span run's input_rows counts only the newest span's ExampleGen
+        rows = g.get("summary", {}).get("overall", {}).get("rows") or rows
     if not rows and entry["train_rows"]:
         rows = entry["train_rows"] + (entry["eval_rows"] or 0)
     if not rows:

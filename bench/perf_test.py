@@ -165,3 +165,18 @@ def test_parser_defaults():
     assert args.sizes == list(SIZES) and args.models == ["shared_bottom", "ple", "aem2tl"]
     assert args.batch_size == 1024 and not args.report_only
     assert perf.build_parser().parse_args(["--models", "--sizes"]).models == []
+
+
+def test_a_demo_runs_rows_are_the_generated_rows_not_the_newest_span(tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_summary.json").write_text(json.dumps({"input_rows": {"total": 66_120}, "wall_seconds": 100.0,
+                                                      "config": {}}))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "generation_summary.json").write_text(json.dumps(
+        {"total_seconds": 3.0, "summary": {"overall": {"rows": 200_000}}}))
+    assert perf.read_run(str(run))["rows"] == 200_000
+    (tmp_path / "data" / "generation_summary.json").unlink()
+    assert perf.read_run(str(run))["rows"] == 66_120  # a plain run: its summary's count
