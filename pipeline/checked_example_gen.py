@@ -280,6 +280,28 @@ def read_quarantine(examples_uri: str) -> Optional[Dict[str, Any]]:
     return out
 
 
+def merge_quarantines(parts: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """:func:`read_quarantine` results of several ExampleGen outputs (e.g. every span a run read) as one: counts
+    summed, the first bad rows of each kind kept, every quarantine directory and bad-rows file listed."""
+    if not parts:
+        return None
+    out: Dict[str, Any] = {"good": 0, "total": 0, "bad": {k: 0 for k in KINDS}, "examples": {},
+                           "quarantine": parts[-1]["quarantine"], "quarantines": [], "bad_rows_files": []}
+    for q in parts:
+        out["good"] += q["good"]
+        out["total"] += q["total"]
+        for k, n in q["bad"].items():
+            out["bad"][k] += n
+        for kind, rows in q["examples"].items():
+            shown = out["examples"].setdefault(kind, [])
+            shown.extend(rows[:EXAMPLES_PER_KIND - len(shown)])
+        out["quarantines"].append(q["quarantine"])
+        out["bad_rows_files"].extend(q["bad_rows_files"])
+    out["bad_total"] = sum(out["bad"].values())
+    out["bad_fraction"] = out["bad_total"] / out["total"] if out["total"] else 0.0
+    return out
+
+
 def describe(q: Dict[str, Any]) -> str:
     """Human-readable counts per kind, with file, row, column and value of the first rows of each kind."""
     lines = [f"{q['bad_total']} bad rows of {q['total']} ({100 * q['bad_fraction']:.2f}%); "

@@ -166,3 +166,19 @@ def test_a_spec_column_missing_from_the_header_names_the_file_and_column(tmp_pat
     header, types = ceg._file_layout(spec, str(data / "x.csv"))
     with pytest.raises(ValueError, match=r"x.csv: the header has no column conversion"):
         ceg.RowChecker(spec, header, types, str(data / "x.csv"))
+
+
+def test_quarantines_of_several_spans_merge_into_one_count():
+    from pipeline.checked_example_gen import EXAMPLES_PER_KIND, merge_quarantines
+
+    def part(name, good, bad, rows):
+        return {"good": good, "total": good + bad, "bad": {"wrong_type": bad}, "quarantine": f"/q/{name}",
+                "bad_rows_files": [f"/q/{name}/bad.jsonl"], "examples": {"wrong_type": rows}}
+
+    merged = merge_quarantines([part("a", 90, 10, [{"row": 1}] * EXAMPLES_PER_KIND), part("b", 45, 5, [{"row": 2}])])
+    assert (merged["good"], merged["total"], merged["bad_total"]) == (135, 150, 15)
+    assert merged["bad"]["wrong_type"] == 15 and merged["bad_fraction"] == pytest.approx(0.1)
+    assert merged["quarantines"] == ["/q/a", "/q/b"] and merged["quarantine"] == "/q/b"
+    assert merged["bad_rows_files"] == ["/q/a/bad.jsonl", "/q/b/bad.jsonl"]
+    assert len(merged["examples"]["wrong_type"]) == EXAMPLES_PER_KIND  # the first ones, not every one
+    assert merge_quarantines([]) is None

@@ -145,9 +145,13 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     result.eval_uri = _uri(by_comp["Evaluator"].outputs.get("evaluation"))
     result.model_uri = _uri(by_comp["Trainer"].outputs.get("model"))
     if result.examples_uri:
-        from pipeline.checked_example_gen import describe, read_quarantine
+        from pipeline.checked_example_gen import describe, merge_quarantines, read_quarantine
 
-        result.input_rows = read_quarantine(result.examples_uri)
+        # Every span the run read: the training spans Transform was given and the newest ExampleGen output.
+        read = list(by_comp["Transform"].inputs.get("examples") or []) + list(
+            by_comp["ExampleGen"].outputs.get("examples") or [])
+        uris = list(dict.fromkeys(a.uri for a in read))
+        result.input_rows = merge_quarantines([q for q in (read_quarantine(u) for u in uris) if q])
         if result.input_rows:
             echo("msmt run: input rows: " + describe(result.input_rows))
     blessing = by_comp["Evaluator"].outputs.get("blessing") or []

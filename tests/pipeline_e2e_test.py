@@ -88,6 +88,9 @@ def test_progress_and_summary_printed(synthetic_run):
     assert "pushed model: " + str(out / "serving" / "msmt") in stdout
     assert "ctr    overall" in stdout
     assert os.path.exists(out / "run_summary.json")
+    # The input rows of every span the run read (trained on spans 0 and 1, evaluated on 2): all 8,000.
+    assert summary["input_rows"]["total"] == 8000 and len(summary["input_rows"]["quarantines"]) == 3
+    assert "msmt run: input rows: 0 bad rows of 8000 (0.00%); 8000 good rows kept" in stdout
 
 
 def test_model_blessed_and_pushed_to_versioned_dir(synthetic_run):
