@@ -185,9 +185,8 @@ def time_ceiling(model_dir: str, batches, seconds: float = 10.0) -> Dict[str, fl
 
     model = scoring.ScoringModel(model_dir)
     raw = tf.saved_model.load(model_dir).signatures[scoring.PREDICT_RAW_SIGNATURE]
-    specs = raw.structured_input_signature[1]
-    tensors = [{k: tf.constant(b.column(k).fill_null(MISSING_VALUES[s.dtype.name]).to_numpy(zero_copy_only=False),
-                               s.dtype) for k, s in specs.items()} for b in batches]
+    tensors = [{k: tf.constant(b.column(k).fill_null(MISSING_VALUES[d.name]).to_numpy(zero_copy_only=False), d)
+                for k, d in model.raw_inputs.items()} for b in batches]
     return {"batch": scoring.BATCH_ROWS,
             "rows_per_s": _rate(lambda t: raw(**t) and len(next(iter(t.values()))), tensors, seconds),
             "predict_rows_per_s": _rate(lambda b: model.predict(b) and b.num_rows, batches, seconds)}

@@ -443,8 +443,16 @@ class ScoringModel:
         self._loaded = tf.saved_model.load(model_dir)
         self._serve = self._loaded.signatures[SERVING_SIGNATURE]
         self._raw = self._loaded.signatures.get(PREDICT_RAW_SIGNATURE)
-        self._raw_inputs = ({k: s.dtype for k, s in self._raw.structured_input_signature[1].items()}
-                            if self._raw is not None else {})
+        self._raw_inputs = {}
+        if self._raw is not None:
+            from serving.signatures import predict_raw_inputs
+
+            self._raw_inputs = predict_raw_inputs(self._raw, read_export_metadata(model_dir))
+
+    @property
+    def raw_inputs(self) -> Dict[str, Any]:
+        """``predict_raw``'s inputs: raw column name -> TensorFlow dtype (empty without ``predict_raw``)."""
+        return dict(self._raw_inputs)
 
     def predict(self, batch: pa.RecordBatch) -> Dict[str, np.ndarray]:
         """``predict_raw`` on the batch's columns (a missing value as its dtype's missing value); a model

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterable, List, Mapping, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -199,6 +199,26 @@ def export_saved_model(model, tf_transform_output, spec: FeatureSpec, export_dir
 
 
 _NUMPY_DTYPES = {"string": object, "int64": np.int64, "float32": np.float32}
+
+
+def predict_raw_inputs(signature, metadata: Optional[Mapping]) -> Dict[str, tf.DType]:
+    """The inputs of a loaded ``predict_raw`` signature: raw column name -> dtype.
+
+    The keys of the loaded function's ``structured_input_signature`` are not always the column names:
+    TensorFlow renames a name that is not a Python identifier (column ``121`` becomes ``arg_121``), and a
+    TensorSpec's own name is lower-cased. Keyed on those, a caller would feed the missing value instead of the
+    column (the Ali-CCP spec, whose columns are numbers, showed it). The SignatureDef that TF Serving reads
+    keeps the column names, and so does the export metadata (``raw_features``), which this reads; the loaded
+    function takes the column names as keywords. Without metadata the structured keys are the best there is.
+    """
+    structured = signature.structured_input_signature[1]
+    if not metadata or not metadata.get("raw_features"):
+        return {k: s.dtype for k, s in structured.items()}
+    inputs = {name: tf.as_dtype(dtype) for name, dtype in metadata["raw_features"].items()}
+    if len(inputs) != len(structured):
+        raise ValueError(f"predict_raw takes {len(structured)} inputs, the export metadata lists "
+                         f"{len(inputs)} raw features: {sorted(inputs)}")
+    return inputs
 
 
 def _first_value(feature: tf.train.Feature, dtype: str):

@@ -88,3 +88,24 @@ def test_predict_raw_inputs_with_different_row_counts_fail_naming_the_input(sigs
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="predict_raw: input user_id has a different number of rows than input age"):
         sigs["predict_raw"]({k: tf.constant(v) for k, v in raw.items()})
+
+
+def test_predict_raw_inputs_are_the_column_names_even_when_they_are_not_identifiers(tmp_path):
+    """A loaded signature renames column ``121`` to ``arg_121`` and lower-cases ``D150_14`` in its TensorSpecs;
+    keyed on those, scoring fed the missing value instead of the column. The metadata's names are taken,
+    and the loaded function accepts them."""
+    inputs = {"121": tf.TensorSpec([None], tf.int64, name="121"),
+              "D150_14": tf.TensorSpec([None], tf.float32, name="D150_14")}
+    module = tf.Module()
+    module.f = tf.function(lambda features: {"out": tf.cast(features["121"], tf.float32) * 10.0
+                                             + features["D150_14"]}, input_signature=[inputs])
+    tf.saved_model.save(module, str(tmp_path), signatures={"predict_raw": module.f.get_concrete_function()})
+    fn = tf.saved_model.load(str(tmp_path)).signatures["predict_raw"]
+    assert "121" not in fn.structured_input_signature[1]  # what a caller keyed on these would have missed
+    metadata = {"raw_features": {"121": "int64", "D150_14": "float32"}}
+    found = signatures.predict_raw_inputs(fn, metadata)
+    assert found == {"121": tf.int64, "D150_14": tf.float32}
+    out = fn(**{"121": tf.constant([3, 4], tf.int64), "D150_14": tf.constant([0.5, 0.25])})["out"].numpy()
+    np.testing.assert_allclose(out, [30.5, 40.25])
+    with pytest.raises(ValueError, match="predict_raw takes 2 inputs, the export metadata lists 1"):
+        signatures.predict_raw_inputs(fn, {"raw_features": {"121": "int64"}})
