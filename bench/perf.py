@@ -66,6 +66,7 @@ sys.path.insert(0, REPO)
 
 from models.config import TRAIN_SUMMARY_FILE  # noqa: E402
 from pipeline.results import newest_artifact, split_patterns  # noqa: E402
+from pipeline.run_status import RunStatus  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join(REPO, "build", "bench-perf")
 DEFAULT_SIZES = (200_000, 1_000_000, 5_000_000)
@@ -623,6 +624,16 @@ def split_rows(run_dir: str, split: str) -> Optional[int]:
     return int(sum(d.num_examples for d in lst.datasets))
 
 
+def pipeline_finished(run_dir: str) -> bool:
+    """Whether the run directory holds a run whose every component finished (blessed or not)."""
+    path = os.path.join(run_dir, "run_summary.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as fh:
+        status = json.load(fh).get("status", RunStatus.SUCCEEDED.label)  # summaries before 'status': finished
+    return status in (RunStatus.SUCCEEDED.label, RunStatus.NOT_BLESSED.label)
+
+
 def read_run(run_dir: str) -> Dict:
     """One pipeline measurement from a run directory's run_summary.json and artifacts."""
     with open(os.path.join(run_dir, "run_summary.json")) as fh:
@@ -703,7 +714,7 @@ def run_scaling(args, results: Dict, results_path: str) -> None:
         demo_dir = os.path.join(args.output, f"rows-{rows}")
         run_dir = os.path.join(demo_dir, "run")
         previous = next((e for e in results["pipeline"] if e.get("run_dir") == run_dir), {})
-        if os.path.exists(os.path.join(run_dir, "run_summary.json")):
+        if pipeline_finished(run_dir):
             say(f"rows={rows}: {run_dir}/run_summary.json exists; reading it (delete {demo_dir} to re-run)")
             demo = {k: previous[k] for k in ("demo_wall_seconds", "demo_peak_rss", "log", "git", "date", "load_average")
                     if k in previous}
@@ -712,7 +723,7 @@ def run_scaling(args, results: Dict, results_path: str) -> None:
             demo = run_demo(rows, demo_dir, os.path.join(args.output, "logs", f"demo-rows-{rows}.log"),
                             args.demo_arg)
             demo.update(git=git_commit(), date=datetime.datetime.now().isoformat(timespec="seconds"))
-        if os.path.exists(os.path.join(run_dir, "run_summary.json")):
+        if pipeline_finished(run_dir):
             entry = dict(read_run(run_dir), source="demo", **demo)
             entry.pop("exit_code", None)
             say(f"rows={rows}: pipeline {entry['wall_seconds']:.0f}s, peak RSS {fmt_gib(entry['peak_rss'])} GiB; "
