@@ -242,10 +242,10 @@ class _ExportCheck:
         return _agree(self.tf1, self.tf2, self.heads, "TF1 and TF2 outputs")
 
     def predict_raw(self) -> str:
-        from serving.signatures import RAW_DTYPES, raw_inputs_from_examples
+        from serving.signatures import RAW_DTYPES, predict_raw_inputs, raw_inputs_from_examples
 
         fn = self.loaded.signatures[PREDICT_RAW_SIGNATURE]
-        dtypes = {k: RAW_DTYPES[s.dtype] for k, s in fn.structured_input_signature[1].items()}
+        dtypes = {k: RAW_DTYPES[d] for k, d in predict_raw_inputs(fn, self.metadata).items()}
         raw = call_signature(fn, raw_inputs_from_examples(self.examples, dtypes))
         _require(output_problems(raw, self.heads, len(self.examples)))
         return f"{len(dtypes)} raw inputs; " + _agree(raw, self.tf2, self.heads, "predict_raw and serving_default")
@@ -346,6 +346,15 @@ def export_check(model_dir: str) -> CheckResult:
         hint = f"; it holds versions {', '.join(versions)}: pass one of them" if versions else ""
         raise FileNotFoundError(f"{model_dir}: not a SavedModel directory (no saved_model.pb){hint}")
     return _ExportCheck(model_dir).run()
+
+
+def servability_problems(model_dir: str) -> List[str]:
+    """The problems :func:`export_check` finds in ``model_dir`` (empty when servable): the Pusher's check
+    before it publishes a version, in the spirit of TFX's InfraValidator without a model server."""
+    try:
+        return export_check(model_dir).problems
+    except FileNotFoundError as e:
+        return [str(e)]
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -105,3 +105,19 @@ def test_serving_default_needs_exactly_one_string_input():
         check.serving_input_key(meta)
     with pytest.raises(ValueError, match="no serving_default signature"):
         check.serving_input_key(meta_graph_pb2.MetaGraphDef())
+
+
+def test_publish_runs_the_checks_on_the_copy_and_refuses_an_unservable_model(good, tmp_path):
+    """The Pusher's path: ``publish_version(check=servability_problems)`` publishes the servable model and
+    refuses one whose outputs leave [0, 1], naming the reason, with nothing left under the model root."""
+    from serving.publish import UnservableModelError, publish_version
+
+    root = str(tmp_path / "serving")
+    version = publish_version(good, root, "msmt", version=1, check=check.servability_problems)
+    assert os.listdir(os.path.join(root, "msmt")) == ["1"] and version.endswith("/msmt/1")
+    bad = _export(str(tmp_path / "big"), scale=3.0)
+    with pytest.raises(UnservableModelError, match=r"big is not servable, not published: .*head 'ctr': values "
+                                                   r"outside \[0, 1\]"):
+        publish_version(bad, root, "msmt", version=2, check=check.servability_problems)
+    assert os.listdir(os.path.join(root, "msmt")) == ["1"]
+    assert check.servability_problems(str(tmp_path / "nope")) == [f"{tmp_path / 'nope'}: no such model directory"]

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 INCOMING_PREFIX = ".incoming-"
 MODELS_CONFIG = "models.config"
@@ -42,7 +42,7 @@ def next_version(model_root: str) -> int:
     return max(int(time.time()), (existing[-1] + 1) if existing else 0)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # an earlier, failed publish of this very process
     try:
@@ -63,7 +63,7 @@ def remove_stale_incoming(model_root: str) -> list:
         if not name.startswith(INCOMING_PREFIX):
             continue
         m = _INCOMING_RE.match(name)
-        if m and _pid_alive(int(m.group(2))):
+        if m and pid_alive(int(m.group(2))):
             continue
         path = os.path.join(model_root, name)
         shutil.rmtree(path, ignore_errors=True)
@@ -91,7 +91,7 @@ def _source_path(version_dir: str) -> str:
     return os.path.join(version_dir, "assets.extra", SOURCE_FILE)
 
 
-def _model_root(serving_root: str, model_name: str) -> str:
+def model_root(serving_root: str, model_name: str) -> str:
     """``<serving_root>/<model_name>``; the name must be one plain path component (no separator, no ``..``)."""
     if not model_name or model_name in (".", "..") or "/" in model_name or "\\" in model_name or "\0" in model_name:
         raise ValueError(f"model name {model_name!r} must be a plain name (no '/', '\\', '..' or NUL): it becomes a "
@@ -101,13 +101,13 @@ def _model_root(serving_root: str, model_name: str) -> str:
 
 def find_published(serving_root: str, model_name: str, source: str) -> Optional[str]:
     """The version directory already published from ``source`` (see ``publish_version``), if any."""
-    model_root = _model_root(serving_root, model_name)
-    for version in numeric_versions(model_root):
-        path = _source_path(os.path.join(model_root, str(version)))
+    root = model_root(serving_root, model_name)
+    for version in numeric_versions(root):
+        path = _source_path(os.path.join(root, str(version)))
         if os.path.exists(path):
             with open(path, encoding="utf-8") as fh:
                 if fh.read().strip() == source:
-                    return os.path.join(model_root, str(version))
+                    return os.path.join(root, str(version))
     return None
 
 
@@ -125,25 +125,34 @@ def _fault_pause() -> None:
         time.sleep(float(seconds))
 
 
+class UnservableModelError(RuntimeError):
+    """The servability check refused the version; the message lists the reasons."""
+
+
 def publish_version(model_dir: str, serving_root: str, model_name: str, warmup_examples: Sequence[bytes] = (),
-                    version: Optional[int] = None, source: Optional[str] = None) -> str:
+                    version: Optional[int] = None, source: Optional[str] = None,
+                    check: Optional[Callable[[str], Sequence[str]]] = None,
+                    prepare: Optional[Callable[[str, int], None]] = None) -> str:
     """Copy the SavedModel ``model_dir`` to ``<serving_root>/<model_name>/<version>`` atomically.
 
     ``warmup_examples`` (serialized ``tf.Example``s), when given, are written as the version's TF Serving
     warm-up requests; otherwise a warm-up file already in ``model_dir`` is kept. ``source`` (e.g. the
     pipeline's model artifact URI) is recorded in ``assets.extra/`` so that :func:`find_published` can tell
-    that this model is already served. Returns the version directory.
+    that this model is already served. ``prepare(copy_dir, version)``, when given, may add files to the copy
+    (e.g. a model card). ``check``, when given, runs on the complete copy before it becomes visible and
+    returns its problems; any problem removes the copy and raises :class:`UnservableModelError`.
+    Returns the version directory.
     """
     if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
         raise FileNotFoundError(f"{model_dir}: not a SavedModel directory (no saved_model.pb)")
-    model_root = _model_root(serving_root, model_name)
-    os.makedirs(model_root, exist_ok=True)
-    remove_stale_incoming(model_root)
-    version = next_version(model_root) if version is None else int(version)
-    final = os.path.join(model_root, str(version))
+    root = model_root(serving_root, model_name)
+    os.makedirs(root, exist_ok=True)
+    remove_stale_incoming(root)
+    version = next_version(root) if version is None else int(version)
+    final = os.path.join(root, str(version))
     if os.path.exists(final):
         raise FileExistsError(f"{final}: version {version} of {model_name!r} is already published")
-    incoming = os.path.join(model_root, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
+    incoming = os.path.join(root, f"{INCOMING_PREFIX}{version}-{os.getpid()}")
     try:
         shutil.copytree(model_dir, incoming)
         if warmup_examples:
@@ -153,13 +162,18 @@ def publish_version(model_dir: str, serving_root: str, model_name: str, warmup_e
             os.makedirs(os.path.dirname(_source_path(incoming)), exist_ok=True)
             with open(_source_path(incoming), "w", encoding="utf-8") as fh:
                 fh.write(source + "\n")
+        if prepare:
+            prepare(incoming, version)
+        problems = list(check(incoming)) if check else []
+        if problems:
+            raise UnservableModelError(f"{model_dir} is not servable, not published: " + "; ".join(problems))
         fsync_tree(incoming)
         _fault_pause()
         os.rename(incoming, final)
     except BaseException:
         shutil.rmtree(incoming, ignore_errors=True)
         raise
-    _fsync_path(model_root)
+    _fsync_path(root)
     return final
 
 
@@ -193,19 +207,6 @@ def _built_monitoring_config_class():
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
 
 
-def models_config_text(serving_root: str, model_names: Iterable[str]) -> str:
-    """``ModelServerConfig`` text: each model at ``<serving_root>/<name>``, serving its latest version."""
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    cfg = model_server_config_pb2.ModelServerConfig()
-    for name in model_names:
-        m = cfg.model_config_list.config.add(name=name, model_platform="tensorflow",
-                                             base_path=os.path.abspath(os.path.join(serving_root, name)))
-        m.model_version_policy.latest.num_versions = 1
-    return text_format.MessageToString(cfg)
-
-
 def monitoring_config_text(path: str = PROMETHEUS_PATH) -> str:
     """``MonitoringConfig`` text enabling the Prometheus endpoint at ``path``."""
     from google.protobuf import text_format
@@ -216,7 +217,9 @@ def monitoring_config_text(path: str = PROMETHEUS_PATH) -> str:
     return text_format.MessageToString(cfg)
 
 
-def _write_atomic(path: str, text: str) -> None:
+def write_atomic(path: str, text: str, before_rename: Optional[Callable[[], None]] = None) -> None:
+    """Write ``text`` to ``path`` through a flushed temporary file renamed over it: readers see the old or
+    the new file, never a partial one. ``before_rename`` is a fault-injection hook for crash tests."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -224,6 +227,8 @@ def _write_atomic(path: str, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
+        if before_rename:
+            before_rename()
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -231,14 +236,24 @@ def _write_atomic(path: str, text: str) -> None:
         raise
 
 
+def write_monitoring_config(serving_root: str) -> str:
+    """Write ``<serving_root>/monitoring.config``; returns its path."""
+    os.makedirs(serving_root, exist_ok=True)
+    path = os.path.abspath(os.path.join(serving_root, MONITORING_CONFIG))
+    write_atomic(path, monitoring_config_text())
+    return path
+
+
 def write_server_configs(serving_root: str, model_names: Sequence[str]) -> Tuple[str, str]:
-    """Write ``<serving_root>/models.config`` and ``monitoring.config``; returns their paths."""
+    """Write ``<serving_root>/models.config`` for exactly ``model_names`` and ``monitoring.config``; returns
+    their paths. Each model keeps the version labels the config already gives it (``serving.versions``); a
+    model without labels serves its newest version."""
+    from serving.versions import config_text, read_served
+
     names = list(model_names)
     if not names or len(set(names)) != len(names):
         raise ValueError(f"write_server_configs: need distinct model names, got {names}")
     os.makedirs(serving_root, exist_ok=True)
     models_path = os.path.abspath(os.path.join(serving_root, MODELS_CONFIG))
-    monitoring_path = os.path.abspath(os.path.join(serving_root, MONITORING_CONFIG))
-    _write_atomic(models_path, models_config_text(serving_root, names))
-    _write_atomic(monitoring_path, monitoring_config_text())
-    return models_path, monitoring_path
+    write_atomic(models_path, config_text(serving_root, [read_served(serving_root, n) for n in names]))
+    return models_path, write_monitoring_config(serving_root)
