@@ -19,6 +19,7 @@ YAML layout (see ``features/specs/*.yaml`` for complete examples)::
     ignore:   [true_p_click]          # columns that are never features (oracle columns, debug)
     request_id: request_id            # optional, groups impressions of one request
     timestamp: ts                     # optional, for time splits
+    drift: {numeric: {warn: 0.05, block: 0.2}}   # optional, drift levels per kind / feature (features/drift.py)
 
 Roles (docs/spec.md): ``id``, ``scenario`` (exactly one), ``categorical``, ``numeric``,
 ``multivalent``, ``sequence`` (the user's recent items, most recent first, separator-joined: encoded with the
@@ -34,6 +35,8 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
+
+from features.drift import DriftConfig, DriftConfigError, drift_config_from_dict
 
 ROLES = ("id", "scenario", "categorical", "numeric", "multivalent", "sequence", "prior")
 DTYPES = ("string", "int64", "float32")
@@ -162,6 +165,7 @@ class FeatureSpec:
     ignore: Tuple[str, ...] = ()
     request_id: Optional[str] = None
     timestamp: Optional[str] = None
+    drift: DriftConfig = DriftConfig()
     source: str = "<dict>"
 
     # ------------------------------------------------------------------ lookups
@@ -220,6 +224,8 @@ class FeatureSpec:
             out["request_id"] = self.request_id
         if self.timestamp:
             out["timestamp"] = self.timestamp
+        if self.drift != DriftConfig():
+            out["drift"] = self.drift.to_dict()
         return out
 
 
@@ -319,7 +325,8 @@ def _parse_feature(source: str, idx: int, raw: Any) -> Feature:
     return Feature(**kwargs)
 
 
-TOP_LEVEL_KEYS = ("name", "description", "features", "labels", "priors", "ignore", "request_id", "timestamp")
+TOP_LEVEL_KEYS = ("name", "description", "features", "labels", "priors", "ignore", "request_id", "timestamp",
+                  "drift")
 
 
 def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
@@ -405,8 +412,13 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
         v = raw.get(key)
         if v is not None and (not isinstance(v, str) or not v):
             raise _err(source, key, "must name a column")
+    try:
+        drift = drift_config_from_dict(raw.get("drift"), {f.name: f.dtype for f in features})
+    except DriftConfigError as e:
+        raise SpecError(f"{source}: {e}") from None
     return FeatureSpec(name=name, features=features, labels=labels, priors=priors, ignore=tuple(ignore),
-                       request_id=raw.get("request_id"), timestamp=raw.get("timestamp"), source=source)
+                       request_id=raw.get("request_id"), timestamp=raw.get("timestamp"), drift=drift,
+                       source=source)
 
 
 def load_spec(path: str) -> FeatureSpec:

@@ -131,3 +131,32 @@ def test_bad_sequence_features_name_the_key(tmp_path, old, new, key, message):
     with pytest.raises(SpecError) as err:
         load_spec(_write(tmp_path, text.replace(old, new)))
     assert key in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_drift_levels_default_per_kind_and_per_feature_override(tmp_path):
+    spec = load_spec(_write(tmp_path, GOOD))
+    assert spec.drift.levels("tags", "string") == spec.drift.levels("price", "float32")  # the defaults
+    assert (spec.drift.levels("price", "float32").warn, spec.drift.levels("price", "float32").block) == (0.05, 0.2)
+    assert "drift" not in spec.to_dict()  # a spec without a drift section writes none (Transform graphs unchanged)
+    text = GOOD + "drift:\n  numeric: {warn: 0.1, block: 0.4}\n  features: {price: {warn: 0.02}, scen: {block: 0.3}}\n"
+    spec = load_spec(_write(tmp_path, text))
+    price, scen, tags = (spec.drift.levels(n, d) for n, d in (("price", "float32"), ("scen", "string"),
+                                                                ("tags", "string")))
+    assert (price.warn, price.block) == (0.02, 0.4)  # its own warn, its kind's block
+    assert (scen.warn, scen.block) == (0.05, 0.3) and (tags.warn, tags.block) == (0.05, 0.2)
+    assert spec_from_dict(spec.to_dict(), source="roundtrip").drift == spec.drift
+
+
+@pytest.mark.parametrize("section, message", [
+    ("drift: {numeric: {warn: 0.3, block: 0.2}}", "drift.numeric: warn 0.3 is above block 0.2"),
+    ("drift: {numeric: {warn: 0}}", "drift.numeric.warn: must be a number in (0, 1], got 0"),
+    ("drift: {numeric: {warn: high}}", "drift.numeric.warn: must be a number in (0, 1], got 'high'"),
+    ("drift: {numeric: {alert: 0.1}}", "drift.numeric: must be a mapping with 'warn' and/or 'block'"),
+    ("drift: {text: {warn: 0.1}}", "drift: unknown key(s) ['text']"),
+    ("drift: {features: {nope: {warn: 0.1}}}", "drift.features.nope: not a feature of the spec"),
+])
+def test_bad_drift_sections_name_the_key(tmp_path, section, message):
+    path = _write(tmp_path, GOOD + section + "\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: {message}" or str(err.value).startswith(f"{path}: {message}"), str(err.value)

@@ -11,12 +11,15 @@ statistics (``tfdv.validate_statistics``) against
   Features whose new values the model handles by design (``open_vocabulary``: ids, categorical and
   multivalent features, with OOV or hash buckets) and ignored columns keep no value domain: new users and
   items arrive every day;
-* a drift comparator on the scenario feature: the L-infinity distance between the scenario shares of the
-  two spans, ``max_s |p_now(s) - p_before(s)|``, must not exceed ``max_scenario_shift``.
+* a drift comparator on every feature of the spec (``features.drift``): the L-infinity distance of a string
+  feature's value shares, ``max_v |p_now(v) - p_before(v)|``, or the Jensen-Shannon divergence of a numeric
+  feature's histograms. Above the feature's ``warn`` level the shift is a warning (logged, in ``drift.json``,
+  the run summary and the report); above its ``block`` level it is an anomaly. The scenario blocks at
+  ``max_scenario_shift`` unless the spec says otherwise.
 
-It writes the anomalies (``Split-<split>/SchemaDiff.pb``, the stock format, readable with
-``tfdv.load_anomalies_binary``) and, when there are none, passes the statistics on as the new accepted
-baseline. When there are anomalies it raises :class:`DataValidationError` (message starting with
+It writes the anomalies that stop the run (``Split-<split>/SchemaDiff.pb``, the stock format, readable with
+``tfdv.load_anomalies_binary``), every drift measurement (``drift.json``: feature, measure, value, warn,
+block, level) and, when nothing stops the run, passes the statistics on as the new accepted baseline. When there are anomalies it raises :class:`DataValidationError` (message starting with
 ``ERROR_PREFIX``, one line per feature). Transform runs after this node (``add_upstream_node``), so the
 Transform, Trainer and Pusher of that run never execute and nothing is pushed.
 """
@@ -25,11 +28,14 @@ Transform, Trainer and Pusher of that run never execute and nothing is pushed.
 import json
 import os
 import shutil
+from typing import Any, Dict, List, Mapping
 
 from tfx import v1 as tfx
 
+from features import drift
+
 ERROR_PREFIX = "ExampleValidator found anomalies:"
-DEFAULT_MAX_SCENARIO_SHIFT = 0.1
+DRIFT_WARNING_PREFIX = "ExampleValidator drift warning:"
 VALIDATED_SPLIT = "train"
 ANOMALIES_FILE = "SchemaDiff.pb"
 RESOLVER_ID = "latest_accepted_statistics_resolver"
@@ -50,17 +56,75 @@ def _load_stats(artifact, split):
     return stats_artifact_utils.load_statistics(artifact, split).proto()
 
 
-def baseline_schema(statistics, scenario: str, max_scenario_shift: float, open_vocabulary=()):
+def baseline_schema(statistics, drift_levels: Mapping[str, Mapping[str, Any]], open_vocabulary=()):
     """Schema inferred from the accepted ``statistics``, without value domains on the ``open_vocabulary``
-    features, plus the scenario drift comparator."""
+    features, with a drift comparator on every feature of ``drift_levels`` at its ``warn`` level."""
     import tensorflow_data_validation as tfdv
 
     schema = tfdv.infer_schema(statistics, infer_feature_shape=True)
     for feature in schema.feature:
         if feature.name in open_vocabulary:
             feature.ClearField("domain_info")
-    add_scenario_drift(schema, scenario, max_scenario_shift)
+    add_drift_comparators(schema, drift_levels)
     return schema
+
+
+def drift_levels_of(spec, max_scenario_shift: float) -> Dict[str, Dict[str, Any]]:
+    """The ``drift_levels`` parameter: ``{feature: {measure, warn, block}}`` for every feature of the spec. The
+    scenario blocks at ``max_scenario_shift`` unless the spec gives it its own levels."""
+    levels = {}
+    for f in spec.features:
+        own = spec.drift.levels(f.name, f.dtype)
+        block = own.block
+        if f.is_scenario and f.name not in spec.drift.features:
+            block = max_scenario_shift
+        levels[f.name] = {"measure": drift.measure(f.dtype), "warn": min(own.warn, block), "block": block}
+    return levels
+
+
+def add_drift_comparators(schema, drift_levels: Mapping[str, Mapping[str, Any]]) -> None:
+    """TFDV's drift comparator on each feature: L-infinity or Jensen-Shannon, at the ``warn`` threshold (the
+    measured value is then in the anomalies' ``drift_skew_info``, and :func:`split_drift` sorts it out)."""
+    import tensorflow_data_validation as tfdv
+
+    names = {f.name for f in schema.feature}
+    for name, level in drift_levels.items():
+        if name not in names:
+            continue  # a column the statistics do not hold; the schema comparison reports it
+        comparator = tfdv.get_feature(schema, name).drift_comparator
+        if level["measure"] == drift.L_INFINITY:
+            comparator.infinity_norm.threshold = level["warn"]
+        else:
+            comparator.jensen_shannon_divergence.threshold = level["warn"]
+
+
+_DRIFT_REASONS = ("COMPARATOR_L_INFTY_HIGH", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH")
+
+
+def split_drift(anomalies, drift_levels: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Every drift measurement as ``{feature, measure, value, warn, block, level}`` (level ``ok``, ``warn`` or
+    ``block``), largest shift relative to its ``block`` first. Removes from ``anomalies`` the entries whose only
+    reason is a drift at warning level, so that what remains is what stops the run."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    drift_types = {anomalies_pb2.AnomalyInfo.Type.Value(t) for t in _DRIFT_REASONS}
+    rows = []
+    for info in anomalies.drift_skew_info:
+        name = ".".join(info.path.step)
+        if name not in drift_levels or not info.drift_measurements:
+            continue
+        value = max(m.value for m in info.drift_measurements)
+        level = drift_levels[name]
+        verdict = "block" if value > level["block"] else "warn" if value > level["warn"] else "ok"
+        rows.append({"feature": name, "measure": level["measure"], "value": float(value), "warn": level["warn"],
+                     "block": level["block"], "level": verdict})
+        entry = anomalies.anomaly_info.get(name)
+        if verdict != "block" and entry is not None and all(r.type in drift_types for r in entry.reason):
+            del anomalies.anomaly_info[name]
+        elif verdict == "block" and entry is not None:  # TFDV's text names the comparator's (warn) threshold
+            entry.description += (f" That is above its block level {level['block']:g} (warn "
+                                  f"{level['warn']:g}: drift levels of the spec, features/drift.py).")
+    return sorted(rows, key=lambda r: -r["value"] / r["block"])
 
 
 def open_vocabulary_features(spec) -> str:
@@ -68,13 +132,6 @@ def open_vocabulary_features(spec) -> str:
     and the columns the spec ignores (their values are no one's business, e.g. a day number)."""
     names = [f.name for f in spec.features if f.role in ("id", "categorical", "multivalent", "sequence", "prior")]
     return ",".join(names + list(spec.ignore))
-
-
-def add_scenario_drift(schema, scenario: str, max_scenario_shift: float) -> None:
-    import tensorflow_data_validation as tfdv
-
-    feature = tfdv.get_feature(schema, scenario)
-    feature.drift_comparator.infinity_norm.threshold = max_scenario_shift
 
 
 def describe_anomalies(anomalies) -> str:
@@ -89,20 +146,29 @@ def describe_anomalies(anomalies) -> str:
     return "\n".join(lines)
 
 
+def check_span(current, previous, schema, drift_levels: Mapping[str, Mapping[str, Any]], open_vocabulary=()):
+    """Validate the statistics ``current`` against the accepted ``previous`` ones (None on a first run: against
+    ``schema``, SchemaGen's). Returns (the anomalies that stop the run, the drift rows of :func:`split_drift`)."""
+    import tensorflow_data_validation as tfdv
+
+    reference = schema if previous is None else baseline_schema(previous, drift_levels, open_vocabulary)
+    found = tfdv.validate_statistics(current, reference, previous_statistics=previous)
+    return found, split_drift(found, drift_levels)
+
+
 @tfx.dsl.components.component
 def GatedExampleValidator(
     statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
     schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
     anomalies: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
     accepted_statistics: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
-    scenario_feature: tfx.dsl.components.Parameter[str],
-    max_scenario_shift: tfx.dsl.components.Parameter[float] = DEFAULT_MAX_SCENARIO_SHIFT,
+    drift_levels: tfx.dsl.components.Parameter[str],
     open_vocabulary: tfx.dsl.components.Parameter[str] = "",
     baseline_statistics: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.ExampleStatistics] = None,
 ):
-    """Validate ``statistics`` against the last accepted span; raise DataValidationError on anomalies."""
-    import tensorflow_data_validation as tfdv
+    """Validate ``statistics`` against the last accepted span; raise DataValidationError on anomalies.
+    ``drift_levels`` is the JSON of :func:`drift_levels_of`."""
     from absl import logging
     from tfx.utils import io_utils
 
@@ -111,20 +177,25 @@ def GatedExampleValidator(
     previous = None
     if baseline_statistics is not None and split in _split_names(baseline_statistics):
         previous = _load_stats(baseline_statistics, split)
-        reference = baseline_schema(previous, scenario_feature, max_scenario_shift,
-                                    [n for n in open_vocabulary.split(",") if n])
         logging.info("ExampleValidator: validating split %s against the accepted statistics %s", split,
                      baseline_statistics.uri)
     else:
-        reference = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
         logging.info("ExampleValidator: no accepted span yet; validating split %s against %s", split, schema.uri)
-    found = tfdv.validate_statistics(current, reference, previous_statistics=previous)
+    found, shifts = check_span(current, previous, io_utils.SchemaReader().read(
+        io_utils.get_only_uri_in_dir(schema.uri)), json.loads(drift_levels),
+        [n for n in open_vocabulary.split(",") if n])
     out_dir = os.path.join(anomalies.uri, f"Split-{split}")
     os.makedirs(out_dir, exist_ok=True)
     io_utils.write_bytes_file(os.path.join(out_dir, ANOMALIES_FILE), found.SerializeToString())
+    drift.write_drift(anomalies.uri, split, baseline_statistics.uri if previous is not None else None, shifts)
     anomalies.split_names = json.dumps([split])
+    warnings = [r for r in shifts if r["level"] == "warn"]
+    for r in warnings:
+        logging.warning("%s %s: %s %.4f above warn %g (blocks above %g)", DRIFT_WARNING_PREFIX, r["feature"],
+                        r["measure"], r["value"], r["warn"], r["block"])
     count = len(found.anomaly_info) + int(found.HasField("dataset_anomaly_info"))
     anomalies.set_int_custom_property("anomalies", count)
+    anomalies.set_int_custom_property("drift_warnings", len(warnings))
     if count:
         text = describe_anomalies(found)
         raise DataValidationError(f"{ERROR_PREFIX} {count} against the last accepted span "
@@ -138,10 +209,26 @@ def GatedExampleValidator(
     logging.info("ExampleValidator: no anomalies; statistics accepted as the new baseline")
 
 
-def latest_accepted_statistics_resolver():
-    """Resolver node: the statistics the ExampleValidator of an earlier run accepted (the newest)."""
+class LatestOrNoArtifactStrategy(tfx.dsl.experimental.LatestArtifactStrategy):
+    """TFX's ``LatestArtifactStrategy`` that resolves to nothing, successfully, when there is nothing yet.
+
+    TFX's strategy returns ``None`` when a channel holds no artifact, and TFX then records the resolver's
+    execution as FAILED. On a pipeline's first run no span has been accepted yet; that is expected, not a
+    failure, and a ``FAILED`` state in ``run_summary.json`` would page whoever watches it. This strategy
+    returns the empty list instead, as TFX's ``LatestBlessedModelStrategy`` does before the first blessing.
+    """
+
+    def resolve_artifacts(self, store, input_dict):
+        return self._resolve(input_dict)
+
+
+def latest_accepted_statistics_resolver(empty_is_success: bool = True):
+    """Resolver node: the statistics the ExampleValidator of an earlier run accepted (the newest), or none on
+    the first run. ``empty_is_success=False`` uses TFX's own strategy: Kubeflow V2 compiles only TFX's
+    strategies (into a KFP artifact query, where finding nothing is not a failure)."""
+    strategy = LatestOrNoArtifactStrategy if empty_is_success else tfx.dsl.experimental.LatestArtifactStrategy
     return tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        strategy_class=strategy,
         statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
                                    producer_component_id="ExampleValidator", output_key=ACCEPTED_KEY),
     ).with_id(RESOLVER_ID)
