@@ -98,19 +98,35 @@ def _build_pipeline_config(args, model_config, train, blessing):
                           enable_cache=not args.no_cache,
                           max_bad_fraction=args.max_bad_fraction,
                           shuffle_examples=not getattr(args, "no_example_shuffle", False),
-                          max_scenario_shift=getattr(args, "max_scenario_shift", 0.1))
+                          max_scenario_shift=getattr(args, "max_scenario_shift", 0.1),
+                          canary=args.canary, keep_versions=args.keep_versions)
 
 
 def cmd_run(args) -> int:
-    report_run(run_pipeline_echo(_pipeline_config(args)))
-    return 0
+    return run_and_report(_pipeline_config(args)).status.exit_code
 
 
-def run_pipeline_echo(config):
-    """Run the pipeline with progress lines on the console."""
-    from pipeline.run import run_pipeline
+def run_and_report(config):
+    """Run the pipeline with progress lines on the console, print and write its summary (also when the run is
+    refused or fails: ``run_summary.json`` then holds the status, the error and the component states)."""
+    from pipeline.run import PipelineRunError, run_pipeline
 
-    return run_pipeline(config, echo=_progress)
+    try:
+        result = run_pipeline(config, echo=_progress)
+    except PipelineRunError as e:
+        if e.result is not None:
+            _write_run_summary(e.result.to_dict(), config.output)
+        raise
+    report_run(result)
+    return result
+
+
+def _write_run_summary(summary, output: str) -> str:
+    path = os.path.join(output, "run_summary.json")
+    with open(path, "w") as fh:
+        json.dump(summary, fh, indent=2, default=str)
+    print(f"\nrun summary:  {path} (status: {summary['status']})")
+    return path
 
 
 def report_run(result) -> None:
@@ -137,10 +153,7 @@ def report_run(result) -> None:
     summary = result.to_dict()
     summary["metrics"] = {f"{h}/{s}": m for (h, s), m in metrics.items()}
     summary["oracle_auc"] = {f"{h}/{s}": v for (h, s), v in oracle.items()}
-    path = os.path.join(result.config.output, "run_summary.json")
-    with open(path, "w") as fh:
-        json.dump(summary, fh, indent=2, default=str)
-    print(f"\nrun summary:  {path}")
+    _write_run_summary(summary, result.config.output)
 
 
 def cmd_compile_kubeflow(args) -> int:
@@ -220,14 +233,15 @@ def cmd_demo(args) -> int:
                             train={"epochs": args.epochs, "seed": args.seed} if args.epochs else {"seed": args.seed},
                             beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
                             shuffle_examples=not args.no_example_shuffle)
-    report_run(run_pipeline_echo(config))
+    result = run_and_report(config)
     print(f"\ndemo finished in {time.time() - t0:.1f}s")
-    return 0
+    return result.status.exit_code
 
 
 # ---------------------------------------------------------------------------- parser
 def _add_run_options(p) -> None:
     from features.row_check import DEFAULT_MAX_BAD_FRACTION
+    from serving.versions import DEFAULT_KEEP_VERSIONS
     from features.spec import builtin_spec_names
     from pipeline.spans import EVAL_SPLIT_MODES
 
@@ -265,6 +279,13 @@ def _add_run_options(p) -> None:
                    help="ExampleValidator drift limit: the largest change of any scenario's share against the "
                         "last accepted span (L-infinity; default 0.1); a larger shift, a changed column type or "
                         "a missing column stops the run before Transform, and nothing is pushed")
+    p.add_argument("--canary", action="store_true",
+                   help="serve a newly blessed version as 'canary' beside the 'stable' one (TF Serving version "
+                        "labels in models.config) instead of making it stable; 'msmt serving promote' or "
+                        "'rollback' decides later")
+    p.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS,
+                   help=f"the Pusher keeps the newest N versions on disk, never deleting a labelled one "
+                        f"({DEFAULT_KEEP_VERSIONS})")
     p.add_argument("--max-auc-drop", type=float,
                    help="blessing: largest tolerated AUC drop of any gated head against the last blessed model, "
                         "overall and per scenario (default 0.01, docs/evaluation.md)")
@@ -346,6 +367,8 @@ def _add_data_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.run_status import exit_codes_help
+
     parser = argparse.ArgumentParser(prog="msmt", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -370,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner, SQLite MLMD)",
                        description="ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> "
                                    "Trainer -> Evaluator -> Pusher, with progress per component. Prints the "
-                                   "pushed model, the evaluation and AUC per head and scenario.")
+                                   "pushed model, the evaluation and AUC per head and scenario, and writes "
+                                   "OUTPUT/run_summary.json with a top-level 'status'.",
+                       epilog=exit_codes_help())
     _add_run_options(r)
     r.set_defaults(func=cmd_run)
 
@@ -384,12 +409,16 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_compile_kubeflow)
 
     from pipeline.report import add_evaluate_parser
+    from pipeline.skew import add_skew_parser
     from serving.check import add_export_check_parser
     from serving.scoring import add_score_parser
+    from serving.versions import add_serving_parser
 
     add_evaluate_parser(sub)
     add_export_check_parser(sub)
     add_score_parser(sub)
+    add_serving_parser(sub)
+    add_skew_parser(sub)
 
     s = sub.add_parser("spec", help="feature spec tools: draft a spec from a data sample",
                        description="Feature spec tools. 'msmt spec infer FILE' drafts a spec from a sample.")
@@ -418,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="generate synthetic logs and run the whole pipeline on them",
                        description="generate-data + run on built-in synthetic data; prints AUC per head and "
-                                   "scenario beside the oracle (Bayes) AUC.")
+                                   "scenario beside the oracle (Bayes) AUC.",
+                       epilog=exit_codes_help())
     d.add_argument("--output", required=True, help="demo directory (data/ and run/ inside)")
     d.add_argument("--rows", type=int, default=200_000, help="impressions (200000)")
     d.add_argument("--model", default="shared_bottom", help="zoo model (see 'msmt models'); default shared_bottom")
@@ -439,12 +469,16 @@ def main(argv=None) -> int:
     from models.config import ConfigError
     from pipeline.config import PipelineConfigError
     from pipeline.run import PipelineRunError
+    from pipeline.run_status import RunStatus
 
     try:
         return args.func(args)
-    except (SpecError, ConfigError, PipelineConfigError, PipelineRunError, ValueError, FileNotFoundError) as e:
+    except PipelineRunError as e:
         print(f"msmt {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return e.status.exit_code
+    except (SpecError, ConfigError, PipelineConfigError, ValueError, FileNotFoundError) as e:
+        print(f"msmt {args.command}: error: {e}", file=sys.stderr)
+        return RunStatus.FAILED.exit_code
 
 
 if __name__ == "__main__":

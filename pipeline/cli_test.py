@@ -9,7 +9,7 @@ import pytest
 from pipeline.cli import build_parser, main
 
 SUBCOMMANDS = ("generate-data", "run", "compile-kubeflow", "evaluate", "export-check", "score", "models", "demo", "spec",
-               "data")
+               "data", "serving", "skew")
 
 
 def test_every_subcommand_has_help(capsys):
@@ -22,6 +22,15 @@ def test_every_subcommand_has_help(capsys):
         assert exit_info.value.code == 0
         out = capsys.readouterr().out
         assert f"usage: msmt {cmd}" in out and len(out.splitlines()) > 3, cmd
+
+
+def test_run_and_demo_help_list_the_exit_codes(capsys):
+    for cmd in ("run", "demo"):
+        with pytest.raises(SystemExit):
+            main([cmd, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert ("exit codes: 0 succeeded, 1 failed, 3 blocked_by_validation, 4 not_blessed, 2 usage error" in out), \
+            out
 
 
 def test_no_command_prints_help(capsys):

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from features.row_check import DEFAULT_MAX_BAD_FRACTION
 from features.spec import FeatureSpec, resolve_spec
+from serving.versions import DEFAULT_KEEP_VERSIONS
 from pipeline.spans import CALIBRATION_SPLIT, EVAL_SPLIT, EVAL_SPLIT_MODES, SPAN_TOKEN, TRAIN_SPLIT, SpanPlan, \
     plan_spans
 
@@ -53,6 +54,9 @@ class PipelineConfig:
         shuffle holds the whole split in memory there); the Trainer still shuffles within its buffer.
       max_scenario_shift: the ExampleValidator's drift limit on the scenario mix against the last accepted
         span: the largest change of any scenario's share (L-infinity distance); more stops the run.
+      canary: the Pusher labels a newly blessed version ``canary`` beside the ``stable`` one instead of making
+        it stable (``msmt serving promote`` / ``rollback`` decide later; ``serving.versions``).
+      keep_versions: the Pusher keeps the newest this many versions on disk (never deletes a labelled one).
     """
 
     data: str
@@ -78,6 +82,8 @@ class PipelineConfig:
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
     shuffle_examples: bool = True
     max_scenario_shift: float = 0.1
+    canary: bool = False
+    keep_versions: int = DEFAULT_KEEP_VERSIONS
 
     def __post_init__(self):
         object.__setattr__(self, "output", _absolute(self.output))
@@ -173,6 +179,8 @@ class PipelineConfig:
             raise PipelineConfigError(f"max_scenario_shift must be in (0, 1], got {self.max_scenario_shift}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise PipelineConfigError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        if self.keep_versions < 1:
+            raise PipelineConfigError(f"--keep-versions {self.keep_versions}: must be >= 1")
         safe_name(self.load_spec().name, f"spec {self.spec}: name")
 
     def span_plan(self) -> SpanPlan:

@@ -28,7 +28,7 @@ def accepted_spans(config) -> set:
     if not os.path.exists(config.metadata_path):
         return set()
     prefix = os.path.join(config.pipeline_root, "ExampleValidator", ACCEPTED_KEY)
-    return mlmd.artifact_spans(mlmd.open_store(config.metadata_path), "ExampleStatistics", prefix)
+    return mlmd.accepted_example_spans(mlmd.open_store(config.metadata_path), prefix)
 
 
 def main(argv=None) -> int:

@@ -68,16 +68,24 @@ def _artifacts(store, execution_id: int, event_types) -> Dict[str, List[metadata
     return out
 
 
-def artifact_spans(store, type_name: str, uri_prefix: str) -> Set[int]:
-    """Spans of the live artifacts of ``type_name`` stored under ``uri_prefix`` (e.g. one component output)."""
+def accepted_example_spans(store, uri_prefix: str) -> Set[int]:
+    """Spans of the examples behind the live statistics stored under ``uri_prefix`` (the ExampleValidator's
+    accepted statistics): statistics -> the validator that accepted them -> its input statistics -> the
+    StatisticsGen that computed them -> its input examples. (The statistics' own ``span`` is no use: TFX's
+    StatisticsGen copies the examples' span *property*, while ExampleGen records the span as a custom
+    property, so every statistics artifact says span 0.)"""
     out: Set[int] = set()
     prefix = uri_prefix.rstrip("/") + "/"
-    for a in store.get_artifacts_by_type(type_name):
+    for a in store.get_artifacts_by_type("ExampleStatistics"):
         if not a.uri.startswith(prefix) or a.state != metadata_store_pb2.Artifact.LIVE:
             continue
-        span = artifact_span(a)
-        if span is not None:
-            out.add(int(span))
+        validator = _producer(store, a.id)
+        for statistics in (_artifacts(store, validator, INPUT_EVENTS).get("statistics", []) if validator else []):
+            generator = _producer(store, statistics.id)
+            for examples in (_artifacts(store, generator, INPUT_EVENTS).get("examples", []) if generator else []):
+                span = artifact_span(examples)
+                if span is not None:
+                    out.add(span)
     return out
 
 
@@ -95,3 +103,47 @@ def custom_property(artifact, name: str) -> Optional[object]:
     v = artifact.custom_properties[name]
     which = v.WhichOneof("value")
     return getattr(v, which) if which else None
+
+
+def _producer(store, artifact_id: int) -> Optional[int]:
+    """The execution that output ``artifact_id`` (None for an imported or unknown artifact)."""
+    for ev in store.get_events_by_artifact_ids([artifact_id]):
+        if ev.type in OUTPUT_EVENTS:
+            return ev.execution_id
+    return None
+
+
+def _input_spans(store, execution_id: int, key: str) -> List[int]:
+    return sorted({s for a in _artifacts(store, execution_id, INPUT_EVENTS).get(key, [])
+                   for s in [artifact_span(a)] if s is not None})
+
+
+def version_lineage(store, version_dir: str) -> Optional[Dict[str, object]]:
+    """What ML Metadata records of the pushed version at ``version_dir``: the spans its model was trained on
+    (Pusher -> the Trainer that made the model -> the Transform that made its examples -> their spans), the
+    span it was evaluated and pushed on (the Pusher's examples), and the model artifact. None if no Pusher
+    recorded that destination."""
+    pushed = [a for a in store.get_artifacts_by_type("PushedModel")
+              if custom_property(a, "pushed_destination") == version_dir]
+    if not pushed:
+        return None
+    pusher = _producer(store, pushed[-1].id)
+    models = _artifacts(store, pusher, INPUT_EVENTS).get("model", []) if pusher else []
+    trainer = _producer(store, models[0].id) if models else None
+    transformed = _artifacts(store, trainer, INPUT_EVENTS).get("examples", []) if trainer else []
+    transform = _producer(store, transformed[0].id) if transformed else None
+    training = _artifacts(store, transform, INPUT_EVENTS).get("examples", []) if transform else []
+    return {"model": models[0].uri if models else None,
+            "trained_on": _input_spans(store, transform, "examples") if transform else [],
+            "evaluated_on": (_input_spans(store, pusher, "examples") or [None])[0],
+            "training_examples": training}
+
+
+def statistics_of(store, examples) -> Optional[metadata_store_pb2.Artifact]:
+    """The newest ExampleStatistics that a StatisticsGen computed from the ``examples`` artifact."""
+    found = []
+    for ev in store.get_events_by_artifact_ids([examples.id]):
+        if ev.type in INPUT_EVENTS:
+            found += [a for a in _artifacts(store, ev.execution_id, OUTPUT_EVENTS).get("statistics", [])
+                      if a.state == metadata_store_pb2.Artifact.LIVE]
+    return max(found, key=lambda a: a.id) if found else None

@@ -16,6 +16,7 @@ earlier spans through a span-range resolver and the Evaluator evaluates the run'
 
 from __future__ import annotations
 
+import json
 from typing import List, Optional
 
 from tfx import v1 as tfx
@@ -25,7 +26,7 @@ from tfx.dsl.components.base import executor_spec
 
 from pipeline import checked_example_gen
 from pipeline.config import PipelineConfig, split_buckets
-from pipeline.data_validator import GatedExampleValidator, latest_accepted_statistics_resolver, \
+from pipeline.data_validator import GatedExampleValidator, drift_levels_of, latest_accepted_statistics_resolver, \
     open_vocabulary_features
 from pipeline.deterministic_transform import DeterministicTransform
 from pipeline.eval_config import build_eval_config, evaluated_heads
@@ -79,26 +80,28 @@ def _latest_blessed_model_resolver():
     ).with_id(RESOLVER_ID)
 
 
-def _validated_input(config: PipelineConfig, span: Optional[int] = None) -> List:
+def _validated_input(config: PipelineConfig, span: Optional[int] = None, local: bool = True) -> List:
     """ExampleGen -> StatisticsGen -> SchemaGen -> (accepted-statistics resolver) -> ExampleValidator."""
     spec = config.load_spec()
     example_gen = _example_gen(config, span)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                           infer_feature_shape=True)
-    accepted_statistics = latest_accepted_statistics_resolver()
+    accepted_statistics = latest_accepted_statistics_resolver(empty_is_success=local)
     example_validator = GatedExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
-        baseline_statistics=accepted_statistics.outputs["statistics"], scenario_feature=spec.scenario.name,
-        max_scenario_shift=config.max_scenario_shift,
+        baseline_statistics=accepted_statistics.outputs["statistics"],
+        drift_levels=json.dumps(drift_levels_of(spec, config.max_scenario_shift), sort_keys=True),
         open_vocabulary=open_vocabulary_features(spec)).with_id("ExampleValidator")
     return [example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator]
 
 
-def create_components(config: PipelineConfig) -> List:
+def create_components(config: PipelineConfig, local: bool = True) -> List:
+    """The main pipeline's components; ``local``: for the local runner (else compiled for Kubeflow V2)."""
     spec = config.load_spec()
     plan = config.span_plan()
-    example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator = _validated_input(config)
+    example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator = _validated_input(
+        config, local=local)
     training_examples = example_gen.outputs["examples"]
     span_resolver = []
     if plan.next_span:
@@ -144,7 +147,11 @@ def create_components(config: PipelineConfig) -> List:
     pusher = ServingPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         examples=example_gen.outputs["examples"], serving_root=config.serving_dir,
-        model_name=config.serving_model_name).with_id("Pusher")
+        model_name=config.serving_model_name, canary=int(config.canary),
+        keep_versions=config.keep_versions, data_spans=json.dumps(plan.to_dict(), sort_keys=True),
+        # for the model card of each pushed version (pipeline.model_card)
+        model_run=trainer.outputs["model_run"], evaluation=evaluator.outputs["evaluation"],
+        anomalies=example_validator.outputs["anomalies"]).with_id("Pusher")
     components = [example_gen, statistics_gen, schema_gen, accepted_statistics, example_validator,
                   *span_resolver, transform, resolver, *tuner, trainer, evaluator, pusher]
     if config.bulk_inference:
@@ -165,7 +172,7 @@ def create_ingest_pipeline(config: PipelineConfig, span: int) -> tfx.dsl.Pipelin
 def create_pipeline(config: PipelineConfig, local_metadata: bool = True) -> tfx.dsl.Pipeline:
     """The TFX pipeline for ``config``: with the run's SQLite ML Metadata for local runs, without any for
     orchestrators that bring their own (Kubeflow)."""
-    return _tfx_pipeline(config, create_components(config), local_metadata)
+    return _tfx_pipeline(config, create_components(config, local=local_metadata), local_metadata)
 
 
 def _tfx_pipeline(config: PipelineConfig, components: List, local_metadata: bool) -> tfx.dsl.Pipeline:

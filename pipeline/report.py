@@ -36,6 +36,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from features.drift import L_INFINITY, read_drift
 from features.fingerprint import LOCK_FILE, file_sha256
 from features.formats import iter_tfrecords_of_pattern
 from features.labels import ordered_heads
@@ -631,6 +632,53 @@ def _save_square_plot(fig, ax, top: float, legend_loc: str, out_dir: str, name: 
     return name
 
 
+DRIFT_PLOT_FEATURES = 12
+
+
+def read_run_drift(run_dir: str) -> Optional[Dict[str, Any]]:
+    """The drift measurements of the latest run's ExampleValidator (``features.drift.read_drift``)."""
+    opened = _open_latest_run(run_dir)
+    if opened is None:
+        return None
+    validator = next((r for k, r in opened[1].items() if k.endswith("ExampleValidator")), None)
+    anomalies = (validator.outputs.get("anomalies") or []) if validator else []
+    return read_drift(anomalies[0].uri) if anomalies else None
+
+
+def _drift_section(drift: Optional[Dict[str, Any]], out_dir: str) -> List[str]:
+    """A table of every feature's shift against the last accepted span, and a plot of the largest ones."""
+    if drift is None:
+        return []
+    lines = ["## Data drift against the last accepted span", ""]
+    rows = drift.get("features") or []
+    if not rows:
+        return lines + ["First run: no accepted span to compare with yet.", ""]
+    warned = [r for r in rows if r["level"] != "ok"]
+    lines += [f"Split `{drift['split']}` compared with `{drift['baseline']}`: "
+              f"{len(warned)} of {len(rows)} features above their warning level. L-infinity: the largest change "
+              f"of a value's share (string features); Jensen-Shannon: divergence of the histograms (numeric "
+              f"features). Levels from the spec's `drift` section.", "",
+              "| feature | measure | shift | warn | block | level |", "|---|---|---:|---:|---:|---|"]
+    lines += [f"| {r['feature']} | {r['measure']} | {r['value']:.4f} | {r['warn']:g} | {r['block']:g} | "
+              f"{r['level'].upper() if r['level'] != 'ok' else 'ok'} |" for r in rows]
+    lines.append("")
+    plt = _pyplot()
+    top = rows[:DRIFT_PLOT_FEATURES][::-1]  # largest relative to its block level at the top
+    fig, ax = plt.subplots(figsize=(6.0, 0.35 * len(top) + 1.2))
+    y = list(range(len(top)))
+    ax.barh(y, [r["value"] for r in top], color=["#c0392b" if r["level"] == "block" else "#e67e22"
+                                                 if r["level"] == "warn" else "#5b8db8" for r in top])
+    ax.scatter([r["warn"] for r in top], y, marker="|", s=200, color="black", label="warn")
+    ax.scatter([r["block"] for r in top], y, marker="|", s=200, color="red", label="block")
+    ax.set_yticks(y, [f"{r['feature']} ({'L∞' if r['measure'] == L_INFINITY else 'JS'})" for r in top], fontsize=8)
+    ax.set_xlabel("shift against the last accepted span")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "drift.png"), dpi=90)
+    plt.close(fig)
+    return lines + ["![largest shifts](drift.png)", ""]
+
+
 def _plot_roc(ev: Evaluation, out_dir: str) -> List[Tuple[str, str]]:
     plt = _pyplot()
     written = []
@@ -719,6 +767,7 @@ def write_report(run_dir: str, output_dir: Optional[str] = None, baseline_run_di
     lines.append("")
     lines += _blessing_section(ev)
     lines += _metrics_section(ev, baseline, baseline_label)
+    lines += _drift_section(read_run_drift(run_dir), out_dir)
     rep = reproducibility(run_dir)
     lines += _reproducibility_section(rep)
     roc = _plot_roc(ev, out_dir)

@@ -16,11 +16,13 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from features.drift import read_drift
 from pipeline import mlmd
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import INGEST_MARKER, MAIN_MARKER
 from pipeline.memory import PeakRss, gib
 from pipeline.pipeline import COMPONENT_ORDER
+from pipeline.run_status import NOT_RUN, RunStatus
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _COMPONENT_RE = re.compile(r"Component (\w+) is (running|finished)")
@@ -28,7 +30,16 @@ _EPOCH_RE = re.compile(r"^\d+/\d+ - .*loss")
 
 
 class PipelineRunError(RuntimeError):
-    """The pipeline did not finish; the message names the component and the log file."""
+    """The pipeline did not finish; the message names the component and the log file. ``status`` says whether
+    the input was refused (:attr:`RunStatus.BLOCKED_BY_VALIDATION`) or something failed; ``result`` holds what
+    is known of the run (None when it never started)."""
+
+    def __init__(self, message: str, status: RunStatus = RunStatus.FAILED, result: Optional["RunResult"] = None):
+        super().__init__(message)
+        self.status = status
+        self.result = result
+        if result is not None:
+            result.status, result.error = status, message
 
 
 @dataclasses.dataclass
@@ -49,10 +60,14 @@ class RunResult:
     component_peak_rss: Dict[str, int] = dataclasses.field(default_factory=dict)
     peak_rss: int = 0
     spans: Optional[Dict] = None
+    status: Optional[RunStatus] = None
+    error: Optional[str] = None
+    drift: Optional[Dict] = None  # the ExampleValidator's drift.json (features.drift)
 
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["config"] = self.config.to_dict()
+        d["status"] = self.status.label if self.status else None
         return d
 
 
@@ -129,17 +144,18 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
                        peak_rss=memory.overall, spans=plan.to_dict())
     if not os.path.exists(config.metadata_path):
         raise PipelineRunError(f"the pipeline wrote no metadata (exit code {code}); see {log_path}:\n"
-                               + _tail(log_path))
+                               + _tail(log_path), RunStatus.FAILED, result)
     runs = mlmd.latest_run(mlmd.open_store(config.metadata_path), config.pipeline_name)
-    result.states = {_component_key(k): v.state for k, v in runs.items()}
-    unfinished = [c for c in COMPONENT_ORDER if result.states.get(c) not in mlmd.DONE_STATES]
+    result.states = {c: NOT_RUN for c in COMPONENT_ORDER}
+    result.states.update({_component_key(k): v.state for k, v in runs.items()})
+    unfinished = [c for c in COMPONENT_ORDER if result.states[c] not in mlmd.DONE_STATES]
     rejected = _rejected_input(log_path)
     if unfinished and rejected:
-        raise PipelineRunError(f"{rejected}\nfull log: {log_path}")
+        raise PipelineRunError(f"{rejected}\nfull log: {log_path}", RunStatus.BLOCKED_BY_VALIDATION, result)
     if unfinished:
         raise PipelineRunError(
-            f"component {unfinished[0]} did not finish (state {result.states.get(unfinished[0], 'not run')}, "
-            f"child exit code {code}); see {log_path}:\n" + _tail(log_path))
+            f"component {unfinished[0]} did not finish (state {result.states[unfinished[0]]}, "
+            f"child exit code {code}); see {log_path}:\n" + _tail(log_path), RunStatus.FAILED, result)
     by_comp = {_component_key(k): v for k, v in runs.items()}
     result.examples_uri = _uri(by_comp["ExampleGen"].outputs.get("examples"))
     result.eval_uri = _uri(by_comp["Evaluator"].outputs.get("evaluation"))
@@ -154,8 +170,15 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
         result.input_rows = merge_quarantines([q for q in (read_quarantine(u) for u in uris) if q])
         if result.input_rows:
             echo("msmt run: input rows: " + describe(result.input_rows))
+    anomalies = by_comp["ExampleValidator"].outputs.get("anomalies") or []
+    result.drift = read_drift(anomalies[0].uri) if anomalies else None
+    for row in (result.drift or {}).get("features", []):
+        if row["level"] == "warn":
+            echo(f"msmt run: drift warning: {row['feature']}: {row['measure']} {row['value']:.4f} above warn "
+                 f"{row['warn']:g} (blocks above {row['block']:g})")
     blessing = by_comp["Evaluator"].outputs.get("blessing") or []
     result.blessed = bool(blessing and mlmd.custom_property(blessing[0], "blessed"))
+    result.status = RunStatus.SUCCEEDED if result.blessed else RunStatus.NOT_BLESSED
     pushed = by_comp["Pusher"].outputs.get("pushed_model") or []
     if pushed and mlmd.custom_property(pushed[0], "pushed"):
         result.pushed_dir = str(mlmd.custom_property(pushed[0], "pushed_destination"))

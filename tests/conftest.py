@@ -21,10 +21,11 @@ from tests.helpers import REPO_ROOT, child_env
 
 FIXTURES = ("synthetic_run", "session_run_copy")
 # The order in which the workers take the modules (``make test`` keeps it: --no-loadscope-reorder). First the
-# longest module, whose first test (the Ali-CCP sample) does not need the session run being made in the
-# background; then the unit tests; then the other end-to-end modules, longest first, so that the last module
-# to finish is a short one. Measured durations: docs/benchmarks.md#test-suite-make-test.
-FIRST = ("tests/pipeline_e2e_test.py",)
+# two longest modules, one per worker, whose first tests (the Ali-CCP sample, the four daily runs) do not need
+# the session run being made in the background; then the unit tests; then the other end-to-end modules,
+# longest first, so that the last module to finish is a short one. Measured durations:
+# docs/benchmarks.md#test-suite-make-test.
+FIRST = ("tests/pipeline_e2e_test.py", "tests/daily_e2e_test.py")
 LAST = ("tests/distributed_training_test.py", "tests/trainer_zoo_test.py", "tests/crash_resume_e2e_test.py",
         "tests/determinism_e2e_test.py", "tests/schema_drift_e2e_test.py", "tests/scoring_e2e_test.py",
         "tests/serving_export_e2e_test.py", "tests/serving_robustness_e2e_test.py", "tests/evaluator_e2e_test.py",

@@ -15,6 +15,7 @@ import pytest
 
 from pipeline import mlmd
 from pipeline.pipeline import COMPONENT_ORDER
+from serving.versions import read_served
 from tests.helpers import SHARED_DATA, component, pipeline_states, run_cli, run_python, serve_eval_examples, \
     served_versions, synthetic_data
 
@@ -42,6 +43,12 @@ def test_aliccp_sample_pipeline(tmp_path):
     _, runs = pipeline_states(str(out))
     states = {c: component(runs, c).state for c in COMPONENT_ORDER}
     assert all(s == "COMPLETE" for s in states.values()), states
+    # A first run: no span was accepted before. The resolver finds nothing, which is not a failure.
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["status"] == "succeeded" and summary["blessed"], summary["status"]
+    assert summary["states"]["latest_accepted_statistics_resolver"] == "COMPLETE", summary["states"]
+    assert all(state in ("COMPLETE", "CACHED") for state in summary["states"].values()), summary["states"]
+    assert not component(runs, "ExampleValidator").inputs.get("baseline_statistics")
     model_dir = component(runs, "Trainer").outputs["model"][0].uri
     res = serve_eval_examples(tmp_path, os.path.join(model_dir, "Format-Serving"),
                  component(runs, "ExampleGen").outputs["examples"][0].uri)
@@ -55,6 +62,69 @@ def test_every_component_executed_in_mlmd(synthetic_run):
     _, runs = pipeline_states(str(out))
     states = {c: component(runs, c).state for c in COMPONENT_ORDER}
     assert all(s == "COMPLETE" for s in states.values()), states
+
+
+def test_every_feature_is_checked_for_drift_against_the_accepted_span(synthetic_run):
+    """The newest span against the span accepted before it: one measurement per spec feature, none blocking
+    (the run went on), in the run summary and in the report's drift section with its plot."""
+    from features.spec import resolve_spec
+
+    _, out, _ = synthetic_run
+    drift = json.loads((out / "run_summary.json").read_text())["drift"]
+    assert drift["baseline"] and drift["split"] == "train"
+    rows = {r["feature"]: r for r in drift["features"]}
+    assert set(rows) == {f.name for f in resolve_spec("synthetic").features}
+    assert all(r["level"] in ("ok", "warn") and 0.0 <= r["value"] < r["block"] for r in rows.values()), rows
+    assert rows["scenario"]["measure"] == "L-infinity" and rows["item_price"]["measure"] == "Jensen-Shannon"
+    report = (out / "report" / "report.md").read_text()
+    assert "## Data drift against the last accepted span" in report and "| item_price | Jensen-Shannon |" in report
+    assert (out / "report" / "drift.png").stat().st_size > 1000
+
+
+def test_the_pushed_version_carries_its_model_card_and_stable_label(synthetic_run):
+    _, out, _ = synthetic_run
+    (version,) = served_versions(out)
+    card_dir = out / "serving" / "msmt" / version / "assets.extra"
+    card = json.loads((card_dir / "model_card.json").read_text())
+    assert card["model"]["name"] == "shared_bottom" and card["model"]["version"] == version
+    assert card["data"]["spans"] == {"mode": "next-span", "train_spans": [0, 1], "eval_span": 2, "note": ""}
+    assert {(r["head"], r["slice"]) for r in card["evaluation"]} >= {("ctr", "overall"), ("xcvr", "search")}
+    assert card["blessing"]["blessed"] and card["drift"]["baseline"]
+    text = (card_dir / "model_card.md").read_text()
+    assert f"# Model card: shared_bottom version {version}" in text and "evaluated on span 2" in text
+    assert read_served(str(out / "serving"), "msmt").labels == {"stable": int(version)}
+
+
+def test_skew_of_rows_to_score_against_the_training_data(synthetic_run, tmp_path):
+    """``msmt skew``: the next day's rows are like the training spans; the same rows with tripled prices and a
+    changed device mix are not, and the two features are named at block level (exit code 3)."""
+    import csv
+
+    root, out, _ = synthetic_run
+    (version,) = served_versions(out)
+    model = str(out / "serving" / "msmt" / version)
+    day = root / "data" / "span-2" / "impressions.csv"
+    proc = run_cli(["skew", "--model", model, "--input", str(day), "--output", str(tmp_path / "same")])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    same = json.loads((tmp_path / "same" / "skew.json").read_text())
+    assert same["trained_on"] == [0, 1] and same["span"] == 1
+    assert {r["feature"] for r in same["features"]} >= {"item_price", "device", "scenario", "user_id"}
+    assert all(r["level"] != "block" for r in same["features"]), same["features"]
+    with open(day) as fh:
+        rows = list(csv.DictReader(fh))
+    shifted = tmp_path / "shifted.csv"
+    with open(shifted, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(dict(r, item_price=str(3 * float(r["item_price"])) if r["item_price"] else "",
+                         device="web" if i % 2 else r["device"]) for i, r in enumerate(rows))
+    proc = run_cli(["skew", "--model", model, "--input", str(shifted), "--output", str(tmp_path / "shifted")])
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    levels = {r["feature"]: r["level"] for r in
+              json.loads((tmp_path / "shifted" / "skew.json").read_text())["features"]}
+    assert levels["item_price"] == levels["device"] == "block", levels
+    assert "above the block level: " in proc.stderr and "item_price" in proc.stderr and "device" in proc.stderr
+    assert "| item_price | Jensen-Shannon |" in (tmp_path / "shifted" / "skew.md").read_text()
 
 
 def test_trains_on_the_earlier_spans_and_evaluates_the_latest(synthetic_run):
@@ -162,7 +232,7 @@ def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, session_r
     proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic",
                     "--output", str(out), "--model", "aem2tl", "--model-config", str(cfg), "--train-config",
                     str(train), "--epochs", "1", "--batch-size", "256", "--max-auc-drop", "1.0", "--min-auc", "0",
-                    "--warm-start", "--bulk-inference"])
+                    "--warm-start", "--bulk-inference", "--canary"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     _, runs = pipeline_states(str(out))
     states = {c: component(runs, c).state for c in COMPONENT_ORDER}
@@ -175,6 +245,11 @@ def test_aem2tl_rerun_reuses_cached_upstream_and_pushes(synthetic_run, session_r
     assert 0.0 <= bulk["min"] and bulk["max"] <= 1.0, bulk
     versions = sorted(glob.glob(str(out / "serving" / "msmt" / "*" / "saved_model.pb")))
     assert len(versions) == 2, versions
+    # --canary: the new version is served as canary beside the stable one until it is promoted
+    stable, canary = (int(os.path.basename(os.path.dirname(v))) for v in versions)
+    assert read_served(str(out / "serving"), "msmt").labels == {"stable": stable, "canary": canary}
+    promoted = run_cli(["serving", "promote", str(out / "serving")])
+    assert promoted.returncode == 0 and f"stable is now {canary}" in promoted.stdout, promoted.stderr
     # warm start asked for: the resolver hands the SharedBottom model to the Trainer, which does not fit AEM2TL
     trainer = component(runs, "Trainer")
     assert trainer.inputs.get("base_model"), "the resolver gave the Trainer no base model"
@@ -214,8 +289,10 @@ def test_candidate_with_untrained_conversion_heads_is_not_blessed_although_ctr_h
     blessing = _write(tmp_path / "blessing.yaml", "min_positives: 10\nheads: {ctr: {max_auc_drop: 0.1}}\n")
     proc = run_cli(["run", "--data", synthetic_data(root), "--spec", "synthetic", "--output", str(out),
                     "--epochs", "4", "--batch-size", "256", "--train-config", str(train), "--blessing", str(blessing)])
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.returncode == 4, proc.stdout[-4000:] + proc.stderr[-4000:]  # RunStatus.NOT_BLESSED
     assert "not pushed (model not blessed)" in proc.stdout
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["status"] == "not_blessed" and summary["blessed"] is False and not summary["pushed_dir"]
     _, runs = pipeline_states(str(out))
     evaluator = component(runs, "Evaluator")
     assert mlmd.custom_property(evaluator.outputs["blessing"][0], "blessed") == 0

@@ -3,19 +3,21 @@
 Each case reruns ``msmt run`` in the session's run directory (``synthetic_run``, whose accepted statistics are
 the baseline) on a new span derived from the session's data:
 
-* ``type+scenario`` (one run, two anomalies): ``p_click`` (an oracle column the spec ignores, typed from the
-  data) turned into strings, and the ``scenario`` mix shifted (90% of home_feed rows dropped). The
-  ExampleValidator reports the changed type of p_click and the scenario's L-infinity drift above
-  ``--max-scenario-shift 0.1``;
+* ``type+scenario`` (one run, three anomalies): ``p_click`` (an oracle column the spec ignores, typed from the
+  data) turned into strings, the ``scenario`` mix shifted (90% of home_feed rows dropped) and every
+  ``item_price`` tripled. The ExampleValidator reports the changed type of p_click, the scenario's L-infinity
+  drift above ``--max-scenario-shift 0.1`` and item_price's Jensen-Shannon divergence above its block level
+  (0.2, the spec's default);
 * ``label``: the ``conversion`` label column dropped. The checked ExampleGen already rejects the file (a spec
   column is missing from the header), before any statistics. (A spec column whose type changed is rejected
   there too, as 100% wrong_type rows; TFRecord / Parquet input reaches the ExampleValidator instead.)
 
-Observed each time: exit code 1, the reason on the CLI, no Transform or Trainer in the run (MLMD), and the
+Observed each time: exit code 3 (blocked by validation), the reason on the CLI, no Transform or Trainer in the run (MLMD), and the
 served versions unchanged.
 """
 
 import csv
+import json
 
 import pytest
 
@@ -42,7 +44,8 @@ def _write(path, rows, columns):
 
 def _type_changed_and_scenario_shifted(rows, columns):
     rows = [r for i, r in enumerate(rows) if r["scenario"] != "home_feed" or i % 10 == 0]
-    return [dict(r, p_click="high" if float(r["p_click"]) > 0.05 else "low") for r in rows], columns
+    return [dict(r, p_click="high" if float(r["p_click"]) > 0.05 else "low",
+                 item_price=str(3 * float(r["item_price"])) if r["item_price"] else "") for r in rows], columns
 
 
 def _label_dropped(rows, columns):
@@ -51,8 +54,9 @@ def _label_dropped(rows, columns):
 
 @pytest.mark.parametrize("case,make,expected", [
     ("type+scenario", _type_changed_and_scenario_shifted, [
-        "ExampleValidator found anomalies: 2", "  p_click: ", "  scenario: ",
-        "High Linfty distance between current and previous"]),
+        "ExampleValidator found anomalies: 3", "  p_click: ", "  scenario: ",
+        "High Linfty distance between current and previous", "  item_price: ",
+        "High approximate Jensen-Shannon divergence between current and previous"]),
     ("label", _label_dropped, ["ExampleGen rejected the input", "the header has no column conversion"]),
 ])
 def test_drifted_span_stops_the_run_and_nothing_is_pushed(synthetic_run, session_run_copy, tmp_path, case, make,
@@ -65,7 +69,9 @@ def test_drifted_span_stops_the_run_and_nothing_is_pushed(synthetic_run, session
     proc = run_cli(["run", "--data", data, "--spec", "synthetic", "--output", str(out), "--epochs", "4",
                     "--batch-size", "256", "--max-scenario-shift", "0.1"], timeout=900)
     text = proc.stdout + proc.stderr
-    assert proc.returncode == 1, text[-4000:]
+    assert proc.returncode == 3, text[-4000:]  # RunStatus.BLOCKED_BY_VALIDATION
+    with open(out / "run_summary.json") as fh:
+        assert json.load(fh)["status"] == "blocked_by_validation"
     for needle in expected:
         assert needle in text, (needle, text[-4000:])
     runs = mlmd.latest_run(mlmd.open_store(str(out / "metadata.sqlite")), "msmt")
