@@ -8,7 +8,8 @@ import pytest
 
 from pipeline.cli import build_parser, main
 
-SUBCOMMANDS = ("generate-data", "run", "compile-kubeflow", "evaluate", "export-check", "score", "models", "demo", "spec",
+SUBCOMMANDS = ("generate-data", "run", "compile-kubeflow", "evaluate", "export-check", "score", "models", "demo",
+               "spec",
                "data", "serving", "skew")
 
 

@@ -19,7 +19,8 @@ statistics (``tfdv.validate_statistics``) against
 
 It writes the anomalies that stop the run (``Split-<split>/SchemaDiff.pb``, the stock format, readable with
 ``tfdv.load_anomalies_binary``), every drift measurement (``drift.json``: feature, measure, value, warn,
-block, level) and, when nothing stops the run, passes the statistics on as the new accepted baseline. When there are anomalies it raises :class:`DataValidationError` (message starting with
+block, level) and, when nothing stops the run, passes the statistics on as the new accepted baseline. When
+there are anomalies it raises :class:`DataValidationError` (message starting with
 ``ERROR_PREFIX``, one line per feature). Transform runs after this node (``add_upstream_node``), so the
 Transform, Trainer and Pusher of that run never execute and nothing is pushed.
 """
