@@ -9,8 +9,7 @@ import pytest
 from pipeline.cli import build_parser, main
 
 SUBCOMMANDS = ("generate-data", "run", "compile-kubeflow", "evaluate", "export-check", "score", "models", "demo",
-               "spec",
-               "data", "serving", "skew")
+               "spec", "data", "serving", "skew")
 
 
 def test_every_subcommand_has_help(capsys):
