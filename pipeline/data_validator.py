@@ -29,7 +29,7 @@ Transform, Trainer and Pusher of that run never execute and nothing is pushed.
 import json
 import os
 import shutil
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from tfx import v1 as tfx
 
@@ -70,29 +70,31 @@ def baseline_schema(statistics, drift_levels: Mapping[str, Mapping[str, Any]], o
     return schema
 
 
-def drift_levels_of(spec, max_scenario_shift: float) -> Dict[str, Dict[str, Any]]:
+def drift_levels_of(spec, max_scenario_shift: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
     """The ``drift_levels`` parameter: ``{feature: {measure, warn, block}}`` for every feature of the spec. The
-    scenario blocks at ``max_scenario_shift`` unless the spec gives it its own levels."""
+    scenario blocks at ``max_scenario_shift`` (when given) unless the spec gives it its own levels."""
     levels = {}
     for f in spec.features:
         own = spec.drift.levels(f.name, f.dtype)
         block = own.block
-        if f.is_scenario and f.name not in spec.drift.features:
+        if max_scenario_shift is not None and f.is_scenario and f.name not in spec.drift.features:
             block = max_scenario_shift
         levels[f.name] = {"measure": drift.measure(f.dtype), "warn": min(own.warn, block), "block": block}
     return levels
 
 
-def add_drift_comparators(schema, drift_levels: Mapping[str, Mapping[str, Any]]) -> None:
-    """TFDV's drift comparator on each feature: L-infinity or Jensen-Shannon, at the ``warn`` threshold (the
-    measured value is then in the anomalies' ``drift_skew_info``, and :func:`split_drift` sorts it out)."""
+def add_drift_comparators(schema, drift_levels: Mapping[str, Mapping[str, Any]],
+                          comparator_field: str = "drift_comparator") -> None:
+    """TFDV's drift (or, with ``comparator_field="skew_comparator"``, skew) comparator on each feature:
+    L-infinity or Jensen-Shannon, at the ``warn`` threshold (the measured value is then in the anomalies'
+    ``drift_skew_info``, read by :func:`measured_levels`)."""
     import tensorflow_data_validation as tfdv
 
     names = {f.name for f in schema.feature}
     for name, level in drift_levels.items():
         if name not in names:
             continue  # a column the statistics do not hold; the schema comparison reports it
-        comparator = tfdv.get_feature(schema, name).drift_comparator
+        comparator = getattr(tfdv.get_feature(schema, name), comparator_field)
         if level["measure"] == drift.L_INFINITY:
             comparator.infinity_norm.threshold = level["warn"]
         else:
@@ -102,30 +104,39 @@ def add_drift_comparators(schema, drift_levels: Mapping[str, Mapping[str, Any]])
 _DRIFT_REASONS = ("COMPARATOR_L_INFTY_HIGH", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH")
 
 
-def split_drift(anomalies, drift_levels: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    """Every drift measurement as ``{feature, measure, value, warn, block, level}`` (level ``ok``, ``warn`` or
-    ``block``), largest shift relative to its ``block`` first. Removes from ``anomalies`` the entries whose only
-    reason is a drift at warning level, so that what remains is what stops the run."""
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
-
-    drift_types = {anomalies_pb2.AnomalyInfo.Type.Value(t) for t in _DRIFT_REASONS}
+def measured_levels(anomalies, levels: Mapping[str, Mapping[str, Any]],
+                    measurements: str = "drift_measurements") -> List[Dict[str, Any]]:
+    """Every measurement of ``anomalies.drift_skew_info`` (``drift_measurements`` or ``skew_measurements``)
+    as ``{feature, measure, value, warn, block, level}`` (level ``ok``, ``warn`` or ``block``), largest
+    relative to its ``block`` first."""
     rows = []
     for info in anomalies.drift_skew_info:
         name = ".".join(info.path.step)
-        if name not in drift_levels or not info.drift_measurements:
+        if name not in levels or not getattr(info, measurements):
             continue
-        value = max(m.value for m in info.drift_measurements)
-        level = drift_levels[name]
+        value = max(m.value for m in getattr(info, measurements))
+        level = levels[name]
         verdict = "block" if value > level["block"] else "warn" if value > level["warn"] else "ok"
         rows.append({"feature": name, "measure": level["measure"], "value": float(value), "warn": level["warn"],
                      "block": level["block"], "level": verdict})
-        entry = anomalies.anomaly_info.get(name)
-        if verdict != "block" and entry is not None and all(r.type in drift_types for r in entry.reason):
-            del anomalies.anomaly_info[name]
-        elif verdict == "block" and entry is not None:  # TFDV's text names the comparator's (warn) threshold
-            entry.description += (f" That is above its block level {level['block']:g} (warn "
-                                  f"{level['warn']:g}: drift levels of the spec, features/drift.py).")
     return sorted(rows, key=lambda r: -r["value"] / r["block"])
+
+
+def split_drift(anomalies, drift_levels: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The drift rows of :func:`measured_levels`. Removes from ``anomalies`` the entries whose only reason is a
+    drift at warning level, so that what remains is what stops the run."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    drift_types = {anomalies_pb2.AnomalyInfo.Type.Value(t) for t in _DRIFT_REASONS}
+    rows = measured_levels(anomalies, drift_levels)
+    for row in rows:
+        entry = anomalies.anomaly_info.get(row["feature"])
+        if row["level"] != "block" and entry is not None and all(r.type in drift_types for r in entry.reason):
+            del anomalies.anomaly_info[row["feature"]]
+        elif row["level"] == "block" and entry is not None:  # TFDV's text names the comparator's (warn) threshold
+            entry.description += (f" That is above its block level {row['block']:g} (warn "
+                                  f"{row['warn']:g}: drift levels of the spec, features/drift.py).")
+    return rows
 
 
 def open_vocabulary_features(spec) -> str:

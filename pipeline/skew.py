@@ -19,8 +19,6 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-from features import drift
-
 SKEW_JSON, SKEW_MARKDOWN = "skew.json", "skew.md"
 TRAINING_SPLIT, STATISTICS_FILE = "train", "FeatureStats.pb"  # StatisticsGen's layout (TFX 1.x)
 SKEW_BLOCKED_EXIT_CODE = 3
@@ -72,32 +70,18 @@ def input_statistics(pattern: str):
 
 def compare(training, serving, spec) -> List[Dict[str, Any]]:
     """One row per spec feature: ``{feature, measure, value, warn, block, level}``, largest relative skew
-    first (TFDV's skew comparators at the spec's drift levels)."""
+    first (TFDV's skew comparators at the spec's drift levels, the ExampleValidator's helpers)."""
     import tensorflow_data_validation as tfdv
 
+    from pipeline.data_validator import add_drift_comparators, drift_levels_of, measured_levels
+
     schema = tfdv.infer_schema(training, infer_feature_shape=True)
-    levels = {}
-    for f in spec.features:
-        own = spec.drift.levels(f.name, f.dtype)
-        levels[f.name] = {"measure": drift.measure(f.dtype), "warn": own.warn, "block": own.block}
-        if any(x.name == f.name for x in schema.feature):
-            feature = tfdv.get_feature(schema, f.name)
-            feature.ClearField("domain_info")  # new values are the model's business (OOV), not a skew
-            comparator = feature.skew_comparator
-            if levels[f.name]["measure"] == drift.L_INFINITY:
-                comparator.infinity_norm.threshold = own.warn
-            else:
-                comparator.jensen_shannon_divergence.threshold = own.warn
+    for feature in schema.feature:
+        feature.ClearField("domain_info")  # new values are the model's business (OOV), not a skew
+    levels = drift_levels_of(spec)
+    add_drift_comparators(schema, levels, comparator_field="skew_comparator")
     found = tfdv.validate_statistics(training, schema, serving_statistics=serving)
-    rows = []
-    for info in found.drift_skew_info:
-        name = ".".join(info.path.step)
-        if name in levels and info.skew_measurements:
-            value = max(m.value for m in info.skew_measurements)
-            level = levels[name]
-            verdict = "block" if value > level["block"] else "warn" if value > level["warn"] else "ok"
-            rows.append(dict(feature=name, value=float(value), level=verdict, **level))
-    return sorted(rows, key=lambda r: -r["value"] / r["block"])
+    return measured_levels(found, levels, measurements="skew_measurements")
 
 
 def render(rows: List[Dict[str, Any]], where: Dict[str, Any]) -> str:
