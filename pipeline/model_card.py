@@ -4,8 +4,8 @@ What a team needs before it lets a version take traffic, in one place beside the
 
 * the model and where it came from (zoo model, its config, the train config, the Trainer artifact);
 * the data: the spans it was trained on and the span it was evaluated on, the spec's features and labels;
-* the evaluation on that span per head and slice (AUC, calibration, positives) and the blessing verdict with
-  the thresholds that failed and the slices too thin to gate;
+* the evaluation on that span per head and slice (AUC, calibration, positives) and the blessing verdict,
+  with the slices too thin to gate;
 * the drift of the evaluated span against the last accepted one (the ExampleValidator's ``drift.json``);
 * known limits: heads the model does not serve for this spec, slices not gated, shifts above warning level.
 
@@ -28,9 +28,10 @@ CARD_METRICS = ("auc", "calibration", "example_count")
 
 def build_card(*, model_uri: str, version: str, train_summary: Optional[Dict[str, Any]],
                export_metadata: Optional[Dict[str, Any]], spans: Optional[Dict[str, Any]],
-               metrics: Dict[Any, Dict[str, float]], blessed: bool, failures: List[Dict[str, str]],
-               gating: Optional[Dict[str, Any]], drift: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """The card's content as a JSON-ready dict (every argument may be partly missing: a card says so)."""
+               metrics: Dict[Any, Dict[str, float]], gating: Optional[Dict[str, Any]],
+               drift: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The card's content as a JSON-ready dict (every argument may be partly missing: a card says so). Only
+    blessed models are published, so the verdict is always blessed."""
     train_summary, export_metadata, gating = train_summary or {}, export_metadata or {}, gating or {}
     spec = export_metadata.get("spec") or {}
     served = list(export_metadata.get("heads") or train_summary.get("outputs") or [])
@@ -59,7 +60,7 @@ def build_card(*, model_uri: str, version: str, train_summary: Optional[Dict[str
                  "features": [f"{f['name']} ({f['role']})" for f in spec.get("features", [])],
                  "labels": {k: v for k, v in (spec.get("labels") or {}).items() if isinstance(v, str)}},
         "evaluation": evaluation,
-        "blessing": {"blessed": blessed, "failures": failures, "min_positives": gating.get("min_positives")},
+        "blessing": {"blessed": True, "min_positives": gating.get("min_positives")},
         "drift": {"baseline": (drift or {}).get("baseline"),
                   "above_warning": [r for r in shifts if r["level"] != "ok"],
                   "largest": shifts[:5]},
@@ -103,8 +104,8 @@ def render_markdown(card: Dict[str, Any]) -> str:
              "| head | slice | AUC | calibration | examples |", "|---|---|---:|---:|---:|"]
     lines += [f"| {r['head']} | {r['slice']} | {_f(r.get('auc'), '.4f')} | {_f(r.get('calibration'), '.3f')} | "
               f"{_f(r.get('example_count'), '.0f')} |" for r in card["evaluation"]]
-    lines += ["", "## Blessing", "", f"Verdict: {'BLESSED' if b['blessed'] else 'NOT BLESSED'}"]
-    lines += [f"* {x['head']} / {x['slice']}: {x['value']} fails {x['threshold']}" for x in b["failures"]]
+    lines += ["", "## Blessing", "", f"Verdict: BLESSED (every served head passed the gate; slices with fewer "
+              f"than {b['min_positives']} positives are listed under known limits)"]
     drift = card["drift"]
     lines += ["", "## Drift against the last accepted span", ""]
     if not drift["largest"]:

@@ -20,7 +20,7 @@ def _card():
                       export_metadata=METADATA, spans={"mode": "next-span", "train_spans": [0, 1], "eval_span": 2},
                       metrics={("ctr", "overall"): {"auc": 0.71234, "calibration": 1.02, "example_count": 2000.0},
                                ("ctcvr", "search"): {"auc": 0.6, "calibration": 0.93, "example_count": 700.0}},
-                      blessed=True, failures=[], drift=DRIFT,
+                      drift=DRIFT,
                       gating={"min_positives": 200, "not_gated": [
                           {"head": "ctcvr", "slice": "search", "metric": "AUC", "positives": 37}]})
 
@@ -48,7 +48,7 @@ def test_markdown_lists_spans_metrics_verdict_and_drift():
 
 def test_a_first_run_card_says_there_was_nothing_to_compare(tmp_path):
     card = build_card(model_uri="/m", version="1", train_summary=None, export_metadata=None, spans=None,
-                      metrics={}, blessed=True, failures=[], gating=None, drift={"baseline": None, "features": []})
+                      metrics={}, gating=None, drift={"baseline": None, "features": []})
     text = render_markdown(card)
     assert "No accepted span to compare with (a first run)." in text and "* none recorded" in text
     md, js = write_card(str(tmp_path / "assets.extra"), card)

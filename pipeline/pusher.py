@@ -55,7 +55,7 @@ def card_of(model, version: int, data_spans: str, model_run, evaluation, anomali
     """The model card of a blessed ``model`` published as ``version`` (``pipeline.model_card``)."""
     from features.drift import read_drift
     from models.config import TRAIN_SUMMARY_FILE
-    from pipeline.evaluator import GATING_FILE
+    from pipeline.evaluator import read_gating
     from pipeline.model_card import build_card
     from pipeline.results import read_tfma_metrics
     from serving.interface import ASSETS_EXTRA, EXPORT_METADATA_FILE
@@ -65,8 +65,8 @@ def card_of(model, version: int, data_spans: str, model_run, evaluation, anomali
         train_summary=_read_json(os.path.join(model_run.uri, TRAIN_SUMMARY_FILE)) if model_run else None,
         export_metadata=_read_json(os.path.join(model.uri, "Format-Serving", ASSETS_EXTRA, EXPORT_METADATA_FILE)),
         spans=json.loads(data_spans) if data_spans else None,
-        metrics=read_tfma_metrics(evaluation.uri) if evaluation else {}, blessed=True, failures=[],
-        gating=_read_json(os.path.join(evaluation.uri, GATING_FILE)) if evaluation else None,
+        metrics=read_tfma_metrics(evaluation.uri) if evaluation else {},
+        gating=read_gating(evaluation.uri) if evaluation else None,
         drift=read_drift(anomalies.uri) if anomalies else None)
 
 
