@@ -44,26 +44,20 @@ def warmup_examples(examples_uri: str, limit: int) -> List[bytes]:
     return [record.numpy() for record in dataset]
 
 
-def _read_json(path: str):
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def card_of(model, version: int, data_spans: str, model_run, evaluation, anomalies):
     """The model card of a blessed ``model`` published as ``version`` (``pipeline.model_card``)."""
     from features.drift import read_drift
     from models.config import TRAIN_SUMMARY_FILE
     from pipeline.evaluator import read_gating
     from pipeline.model_card import build_card
-    from pipeline.results import read_tfma_metrics
+    from pipeline.results import read_json_object, read_tfma_metrics
     from serving.interface import ASSETS_EXTRA, EXPORT_METADATA_FILE
 
     return build_card(
         model_uri=model.uri, version=str(version),
-        train_summary=_read_json(os.path.join(model_run.uri, TRAIN_SUMMARY_FILE)) if model_run else None,
-        export_metadata=_read_json(os.path.join(model.uri, "Format-Serving", ASSETS_EXTRA, EXPORT_METADATA_FILE)),
+        train_summary=read_json_object(os.path.join(model_run.uri, TRAIN_SUMMARY_FILE)) if model_run else None,
+        export_metadata=read_json_object(
+            os.path.join(model.uri, "Format-Serving", ASSETS_EXTRA, EXPORT_METADATA_FILE)),
         spans=json.loads(data_spans) if data_spans else None,
         metrics=read_tfma_metrics(evaluation.uri) if evaluation else {},
         gating=read_gating(evaluation.uri) if evaluation else None,

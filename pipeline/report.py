@@ -41,7 +41,7 @@ from features.fingerprint import LOCK_FILE, file_sha256
 from features.formats import iter_tfrecords_of_pattern
 from features.labels import ordered_heads
 from models.config import TRAIN_SUMMARY_FILE
-from pipeline.results import OVERALL, first_uri, newest_artifact, slice_name
+from pipeline.results import OVERALL, first_uri, newest_artifact, read_json_object, slice_name
 
 REPORT_DIR = "report"
 REPORT_JSON = "report.json"
@@ -340,15 +340,6 @@ class Reproducibility:
         return dataclasses.asdict(self)
 
 
-def _read_json(path: str) -> Optional[Dict[str, Any]]:
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _seed_of_train_dict(train: Any) -> Optional[int]:
     """The seed a Trainer uses for a ``TrainConfig`` dict (its ``seed`` key, else the TrainConfig default)."""
     from models.config import TrainConfig
@@ -360,7 +351,7 @@ def _seed_of_train_dict(train: Any) -> Optional[int]:
 
 
 def _apply_train_summary(rep: Reproducibility, model_run_uri: Optional[str]) -> None:
-    summary = _read_json(os.path.join(model_run_uri, TRAIN_SUMMARY_FILE)) if model_run_uri else None
+    summary = read_json_object(os.path.join(model_run_uri, TRAIN_SUMMARY_FILE)) if model_run_uri else None
     if not summary:
         return
     if rep.seed is None and isinstance(summary.get("seed"), int):
@@ -420,7 +411,7 @@ def reproducibility(run_dir: str) -> Reproducibility:
         _apply_train_summary(rep, newest_artifact(run_dir, "Trainer", "model_run"))
     if rep.seed is None:
         configs = sorted(glob.glob(os.path.join(run_dir, "logs", "pipeline-config-*.json")))
-        cfg = _read_json(configs[-1]) if configs else None
+        cfg = read_json_object(configs[-1]) if configs else None
         seed = _seed_of_train_dict(cfg.get("train", {})) if cfg else None
         if seed is not None:
             rep.seed, rep.seed_source = seed, f"run config {configs[-1]}"

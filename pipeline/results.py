@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -126,6 +127,17 @@ def format_table(metrics, oracle, heads) -> str:
                 f"{m.get('binary_crossentropy', float('nan')):8.4f} {m.get('calibration', float('nan')):6.3f} "
                 f"{'' if orc is None else f'{orc:.4f}':>7} {'' if gap is None else f'{gap:.3f}':>6}")
     return "\n".join(lines)
+
+
+def read_json_object(path: str) -> Optional[Dict]:
+    """The JSON object in ``path``, or None when the file is missing, unreadable or not an object (a run's
+    summaries are optional to whoever reads them: the report and the model card say what they lack)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def first_uri(artifacts) -> Optional[str]:

@@ -28,17 +28,17 @@ SOURCE_FILE = "msmt_source_model.txt"  # where a published version came from (mo
 _INCOMING_RE = re.compile(r"^\.incoming-(\d+)-(\d+)$")
 
 
-def numeric_versions(model_root: str) -> list:
+def numeric_versions(root: str) -> list:
     """The numeric version directories of ``<serving_root>/<model_name>``, ascending."""
-    if not os.path.isdir(model_root):
+    if not os.path.isdir(root):
         return []
-    return sorted(int(d) for d in os.listdir(model_root)
-                  if d.isdigit() and os.path.isdir(os.path.join(model_root, d)))
+    return sorted(int(d) for d in os.listdir(root)
+                  if d.isdigit() and os.path.isdir(os.path.join(root, d)))
 
 
-def next_version(model_root: str) -> int:
+def next_version(root: str) -> int:
     """``max(now in seconds, highest existing version + 1)``: increasing even when the clock is behind."""
-    existing = numeric_versions(model_root)
+    existing = numeric_versions(root)
     return max(int(time.time()), (existing[-1] + 1) if existing else 0)
 
 
@@ -54,18 +54,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_incoming(model_root: str) -> list:
+def remove_stale_incoming(root: str) -> list:
     """Remove ``.incoming-*`` directories whose publisher is no longer running; returns their paths."""
     removed = []
-    if not os.path.isdir(model_root):
+    if not os.path.isdir(root):
         return removed
-    for name in sorted(os.listdir(model_root)):
+    for name in sorted(os.listdir(root)):
         if not name.startswith(INCOMING_PREFIX):
             continue
         m = _INCOMING_RE.match(name)
         if m and pid_alive(int(m.group(2))):
             continue
-        path = os.path.join(model_root, name)
+        path = os.path.join(root, name)
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
