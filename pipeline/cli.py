@@ -299,7 +299,9 @@ def _add_run_options(p) -> None:
                         "with the best point")
     p.add_argument("--max-trials", type=int, default=8, help="--tune: trials of the search (default 8)")
     p.add_argument("--warm-start", action="store_true",
-                   help="initialise the model from the last blessed model (same model, config and table sizes)")
+                   help="daily runs: initialise the model from the last blessed model (same model, config and "
+                        "table sizes), and let Transform reuse its analysis of spans an earlier run analysed "
+                        "(TFT analyzer cache)")
     p.add_argument("--bulk-inference", action="store_true",
                    help="add a BulkInferrer that scores the eval split with the blessed model")
     _add_beam_options(p)

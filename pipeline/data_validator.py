@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from tfx import v1 as tfx
 
 from features import drift
+from pipeline.resolvers import latest_output_resolver
 
 ERROR_PREFIX = "ExampleValidator found anomalies:"
 DRIFT_WARNING_PREFIX = "ExampleValidator drift warning:"
@@ -221,26 +222,8 @@ def GatedExampleValidator(
     logging.info("ExampleValidator: no anomalies; statistics accepted as the new baseline")
 
 
-class LatestOrNoArtifactStrategy(tfx.dsl.experimental.LatestArtifactStrategy):
-    """TFX's ``LatestArtifactStrategy`` that resolves to nothing, successfully, when there is nothing yet.
-
-    TFX's strategy returns ``None`` when a channel holds no artifact, and TFX then records the resolver's
-    execution as FAILED. On a pipeline's first run no span has been accepted yet; that is expected, not a
-    failure, and a ``FAILED`` state in ``run_summary.json`` would page whoever watches it. This strategy
-    returns the empty list instead, as TFX's ``LatestBlessedModelStrategy`` does before the first blessing.
-    """
-
-    def resolve_artifacts(self, store, input_dict):
-        return self._resolve(input_dict)
-
-
 def latest_accepted_statistics_resolver(empty_is_success: bool = True):
     """Resolver node: the statistics the ExampleValidator of an earlier run accepted (the newest), or none on
-    the first run. ``empty_is_success=False`` uses TFX's own strategy: Kubeflow V2 compiles only TFX's
-    strategies (into a KFP artifact query, where finding nothing is not a failure)."""
-    strategy = LatestOrNoArtifactStrategy if empty_is_success else tfx.dsl.experimental.LatestArtifactStrategy
-    return tfx.dsl.Resolver(
-        strategy_class=strategy,
-        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
-                                   producer_component_id="ExampleValidator", output_key=ACCEPTED_KEY),
-    ).with_id(RESOLVER_ID)
+    the first run (``pipeline.resolvers.latest_output_resolver``)."""
+    return latest_output_resolver(RESOLVER_ID, "statistics", tfx.types.standard_artifacts.ExampleStatistics,
+                                  "ExampleValidator", ACCEPTED_KEY, empty_is_success)

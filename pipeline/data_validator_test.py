@@ -7,7 +7,7 @@ import pytest
 
 from features.drift import JENSEN_SHANNON, L_INFINITY
 from features.spec import spec_from_dict
-from pipeline.data_validator import LatestOrNoArtifactStrategy, check_span, drift_levels_of, describe_anomalies
+from pipeline.data_validator import check_span, drift_levels_of, describe_anomalies
 
 SPEC = {"name": "t", "features": [{"name": "user_id", "role": "id"},
                                   {"name": "scenario", "role": "scenario", "values": ["feed", "search"]},
@@ -75,11 +75,3 @@ def test_injected_shifts_warn_then_block_with_the_features_named():
     assert set(found.anomaly_info) == {"device", "price"}, text
     assert "  device: " in text and "Linfty" in text and "  price: " in text and "Jensen-Shannon" in text, text
     assert "That is above its block level 0.05 (warn 0.02" in text, text
-
-
-def test_first_run_resolver_returns_nothing_instead_of_failing():
-    strategy = LatestOrNoArtifactStrategy()
-    assert strategy.resolve_artifacts(None, {"statistics": []}) == {"statistics": []}
-    from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
-
-    assert LatestArtifactStrategy().resolve_artifacts(None, {"statistics": []}) is None  # what TFX records FAILED

@@ -4,6 +4,7 @@ import json
 
 from pipeline.config import PipelineConfig
 from pipeline.kubeflow_v2_runner import component_images, compile_pipeline
+from pipeline.deterministic_transform import CACHE_RESOLVER_ID
 from pipeline.pipeline import COMPONENT_ORDER, RESOLVER_ID
 
 
@@ -15,6 +16,7 @@ def test_compiles_every_component_with_the_image(tmp_path):
     task = {c: next((t for t in images if t.endswith(c)), None) for c in COMPONENT_ORDER}
     assert None not in task.values(), (task, sorted(images))
     assert any(t.startswith(RESOLVER_ID) for t in images), sorted(images)
+    assert any(t.startswith(CACHE_RESOLVER_ID) for t in images), sorted(images)  # --warm-start: analyzer cache
     assert {images[t] for t in task.values()} == {"msmt-rank:test"}
     text = open(path).read()
     doc = json.loads(text)

@@ -6,7 +6,9 @@ runs on ``span-{SPAN}``. Observed:
 * the spans each run trained and evaluated on (run summary, and the Transform's and Evaluator's inputs in
   MLMD): day 0 a hash split of span 0, then train [0] / eval 1, train [0, 1] / eval 2, train [1, 2] / eval 3;
 * reuse: after day 0 no run reads an earlier span again (no ingest step; their ExampleGen and StatisticsGen
-  outputs come from MLMD), and each day's Trainer starts from the last blessed model's weights;
+  outputs come from MLMD); each day's Transform is handed the analyzer cache of the day before, which holds
+  the analysis of the training span the two windows share; and each day's Trainer starts from the last
+  blessed model's weights;
 * each pushed version's lineage in MLMD (Pusher -> Trainer -> Transform -> examples) names the spans it was
   trained and evaluated on, and so does its model card;
 * the labels of the daily cron of the README: each new version is served as canary beside stable; day 1's is
@@ -44,6 +46,13 @@ EXPECTED_SPANS = [{"mode": "hash", "train_spans": [], "eval_span": None},
                   {"mode": "next-span", "train_spans": [1, 2], "eval_span": 3}]
 
 
+def _dataset_key(examples_uri: str) -> str:
+    """TFX's name for a span's train split in TFT's analyzer cache: its path below the pipeline root, with '-'
+    for '/'."""
+    tail = examples_uri[examples_uri.index("pipeline_root"):]
+    return tail.replace("/", "-") + "-Split-train"
+
+
 def _day(stage, data, out, day, configs):
     os.symlink(data / f"span-{day}", stage / f"span-{day}")
     proc = run_cli(["run", "--data", str(stage / "span-{SPAN}" / "impressions.csv"), "--output", str(out)]
@@ -64,7 +73,7 @@ def test_four_daily_runs_roll_the_window_reuse_spans_and_label_versions(tmp_path
     model.write_text(MODEL)
     configs = ["--spec", str(spec), "--model-config", str(model), "--blessing", str(blessing)]
     serving = str(out / "serving")
-    versions, summaries = [], []
+    versions, summaries, caches = [], [], []
     for day in range(4):
         summary = _day(stage, data, out, day, configs)
         summaries.append(summary)
@@ -78,6 +87,14 @@ def test_four_daily_runs_roll_the_window_reuse_spans_and_label_versions(tmp_path
         trained = sorted(mlmd.artifact_span(a) for a in runs["Transform"].inputs["examples"])
         evaluated = [mlmd.artifact_span(a) for a in runs["Evaluator"].inputs["examples"]]
         assert trained == (EXPECTED_SPANS[day]["train_spans"] or [0]) and evaluated == [day], (day, trained)
+        caches.append(runs["Transform"].outputs["updated_analyzer_cache"][0].uri)
+        if day:  # yesterday's window shares a training span with today's: its analysis comes from the cache
+            (cache,) = runs["Transform"].inputs["analyzer_cache"]
+            assert cache.uri == caches[day - 1], (day, cache.uri, caches)
+            shared = next(a for a in runs["Transform"].inputs["examples"]
+                          if mlmd.artifact_span(a) == (EXPECTED_SPANS[day - 1]["train_spans"] or [0])[-1])
+            assert any(entry.startswith(_dataset_key(shared.uri)) for entry in os.listdir(cache.uri)), \
+                (day, _dataset_key(shared.uri), os.listdir(cache.uri))
         lineage = mlmd.version_lineage(store, summary["pushed_dir"])
         assert lineage["trained_on"] == trained and lineage["evaluated_on"] == day, (day, lineage)
         card = json.loads((out / "serving" / "msmt" / str(versions[-1]) / "assets.extra" /

@@ -1,0 +1,37 @@
+"""Resolver nodes that hand a run the newest output of an earlier run (one home for the pattern).
+
+A daily run reads two things that an earlier run of the same pipeline wrote: the statistics the
+ExampleValidator last accepted (the drift baseline, ``pipeline.data_validator``) and, with ``--warm-start``,
+Transform's analyzer cache (``pipeline.deterministic_transform``). Both are a TFX ``Resolver`` with the latest
+artifact of one component's output. On the first run there is none yet.
+"""
+
+from __future__ import annotations
+
+from tfx import v1 as tfx
+
+
+class LatestOrNoArtifactStrategy(tfx.dsl.experimental.LatestArtifactStrategy):
+    """TFX's ``LatestArtifactStrategy`` that resolves to nothing, successfully, when there is nothing yet.
+
+    TFX's strategy returns ``None`` when a channel holds no artifact, and TFX then records the resolver's
+    execution as FAILED. On a pipeline's first run nothing has been written yet; that is expected, not a
+    failure, and a ``FAILED`` state in ``run_summary.json`` would page whoever watches it. This strategy
+    returns the empty list instead, as TFX's ``LatestBlessedModelStrategy`` does before the first blessing.
+    """
+
+    def resolve_artifacts(self, store, input_dict):
+        return self._resolve(input_dict)
+
+
+def latest_output_resolver(resolver_id: str, key: str, artifact_type, producer_component_id: str,
+                           output_key: str, empty_is_success: bool = True):
+    """Resolver node ``resolver_id`` whose output ``key`` is the newest ``artifact_type`` that
+    ``producer_component_id`` wrote under ``output_key`` in an earlier run, or nothing on the first run.
+
+    ``empty_is_success=False`` uses TFX's own strategy: Kubeflow V2 compiles only TFX's strategies (into a KFP
+    artifact query, where finding nothing is not a failure)."""
+    strategy = LatestOrNoArtifactStrategy if empty_is_success else tfx.dsl.experimental.LatestArtifactStrategy
+    channel = tfx.dsl.Channel(type=artifact_type, producer_component_id=producer_component_id,
+                              output_key=output_key)
+    return tfx.dsl.Resolver(strategy_class=strategy, **{key: channel}).with_id(resolver_id)
