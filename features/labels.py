@@ -46,19 +46,19 @@ def ordered_heads(names: Iterable[str]) -> Tuple[str, ...]:
 def head_label_keys(spec: FeatureSpec) -> Dict[str, str]:
     """Head key -> transformed label feature, for the heads the spec's labels support."""
     keys = {h: label_key(t) for h, t in HEAD_TARGETS.items()}
-    if not spec.labels.raction:
+    if not has_action(spec):
         keys.pop("ctavr")
     return keys
 
 
 def has_action(spec: FeatureSpec) -> bool:
     """Whether the data has a related post-click action label (``ctavr`` and the action edges)."""
-    return bool(spec.labels.raction)
+    return "raction" in spec.label_columns
 
 
 def has_view_through(spec: FeatureSpec) -> bool:
-    """Whether a conversion can happen without a click (the spec does not list it in ``requires_click``)."""
-    return "conversion" not in spec.labels.requires_click
+    """Whether a conversion can happen without a click (its task is not ``after: click``)."""
+    return "conversion" in spec.label_columns and spec.task("conversion").after != "click"
 
 
 def is_label_feature(name: str) -> bool:

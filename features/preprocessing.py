@@ -16,8 +16,9 @@ Outputs (one dense tensor of shape ``[batch]`` per feature unless noted):
   an item never seen as a candidate takes an OOV slot) or hash buckets; padded with ``-1``.
 * scenario -> ``int64`` index into the spec's ``values``; any other value (or missing) -> ``len(values)``,
   the unknown-scenario slot.
-* labels -> ``float32`` ``label_click``, ``label_conversion``, ``label_ctcvr`` (= click * conversion) and, when
-  the spec has ``raction``, ``label_raction`` and ``label_ctavr`` (= click * raction). Missing -> 0.
+* labels -> ``float32`` ``label_<task>`` for every declared task; for the click -> conversion funnel also
+  ``label_ctcvr`` (= click * conversion) and, when the spec has ``raction``, ``label_ctavr`` (= click *
+  raction). Missing -> 0.
 """
 
 from __future__ import annotations
@@ -155,16 +156,13 @@ def build_preprocessing_fn(spec: FeatureSpec):
                 outputs[f.name] = _categorical(f, x)
         for f in spec.by_role("sequence"):
             outputs[f.name] = _sequence(f, spec.feature(f.item), inputs[f.name], vocabularies.get(f.item))
-        cols = spec.label_columns
-        click = _label(inputs[cols["click"]])
-        conv = _label(inputs[cols["conversion"]])
-        outputs[label_key("click")] = click
-        outputs[label_key("conversion")] = conv
-        outputs[label_key("ctcvr")] = click * conv
-        if "raction" in cols:
-            act = _label(inputs[cols["raction"]])
-            outputs[label_key("raction")] = act
-            outputs[label_key("ctavr")] = click * act
+        for task in spec.tasks:
+            outputs[label_key(task.name)] = _label(inputs[task.label])
+        if spec.is_funnel:  # the funnel's impression-level targets of its composed heads
+            click = outputs[label_key("click")]
+            outputs[label_key("ctcvr")] = click * outputs[label_key("conversion")]
+            if "raction" in spec.label_columns:
+                outputs[label_key("ctavr")] = click * outputs[label_key("raction")]
         return outputs
 
     return fn

@@ -147,3 +147,23 @@ def test_sequence_of_a_hashed_id_uses_its_hash_buckets(transformed):
     h1, h2, h3 = transformed["hashes"]
     assert [r["recent_users"] for r in transformed["train"]] == [[h3, h1], [-1, -1], [h2, -1], [-1, -1]]
     assert transformed["serve"][1]["recent_users"] == [h1, -1]
+
+
+def test_declared_tasks_give_one_label_feature_each_and_no_funnel_targets():
+    """A spec of any tasks: ``label_<task>`` per task, no ctcvr/ctavr (hashed features: no analyzer, so the
+    function runs eagerly)."""
+    import tensorflow as tf
+
+    from features.preprocessing import build_preprocessing_fn
+    from features.spec import spec_from_dict
+
+    spec = spec_from_dict({
+        "name": "feed", "features": [{"name": "user_id", "role": "id", "encoding": "hash", "hash_buckets": 10},
+                                     {"name": "tab", "role": "scenario", "values": ["0", "1"]}],
+        "tasks": [{"name": "click", "label": "is_click"}, {"name": "like", "label": "is_like", "after": "click"}]})
+    out = build_preprocessing_fn(spec)({
+        "user_id": tf.constant([["u"], ["v"]]), "tab": tf.constant([["1"], ["7"]]),
+        "is_click": tf.constant([[1], [0]], tf.int64), "is_like": tf.constant([[1], [0]], tf.int64)})
+    assert sorted(out) == ["label_click", "label_like", "tab", "user_id"]
+    assert out["label_like"].numpy().tolist() == [1.0, 0.0] and out["label_click"].dtype == tf.float32
+    assert out["tab"].numpy().tolist() == [1, 2]  # "7" is the unknown-scenario slot

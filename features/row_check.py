@@ -18,8 +18,8 @@ Kinds of bad rows, checked in this order (a row's kind is its first problem; eve
 ``empty_id``         an ``id`` feature (user, item) is empty
 ``missing_label``    a label cell is empty
 ``label_out_of_range`` a label is not 0 or 1
-``impossible_labels`` a label the spec's ``labels.requires_click`` names is 1 without a click (by default a
-                     related action without a click)
+``impossible_labels`` a task's label is 1 while the task it comes ``after`` is 0 (a like without a click; in
+                     the ``labels`` funnel, by default a related action without a click)
 ==================== ======================================================================================
 
 Empty cells of other columns are missing values (left out of the example; Transform imputes them).
@@ -145,8 +145,8 @@ class RowChecker:
         self.columns = [Column(name, column_types.get(name, "string")) for name in header]
         self.ids = {f.name for f in spec.features if f.role == "id"}
         self.label_of_column = {col: key for key, col in spec.label_columns.items()}
-        self.requires_click = [spec.label_columns[k] for k in spec.labels.requires_click]
-        self.click = spec.labels.click
+        # (label column, column of the task it comes after, that task's name) for every task with ``after``
+        self.after = [(t.label, spec.task(t.after).label, t.after) for t in spec.tasks if t.after]
 
     def check_line(self, line: str) -> CheckedRow:
         """Check one physical line of the file (without its newline)."""
@@ -168,10 +168,10 @@ class RowChecker:
             if problem:
                 problems.append(problem)
         if not problems:
-            for col in self.requires_click:
-                if values.get(col) == 1 and values.get(self.click) == 0:
-                    problems.append(RowProblem("impossible_labels", col, f"{col}=1, {self.click}=0",
-                                               f"{col} is 1 without a click ({self.click} is 0)"))
+            for col, parent, task in self.after:
+                if values.get(col) == 1 and values.get(parent) == 0:
+                    problems.append(RowProblem("impossible_labels", col, f"{col}=1, {parent}=0",
+                                               f"{col} is 1 without a {task} ({parent} is 0)"))
         problems.sort(key=lambda p: KINDS.index(p.kind))
         return CheckedRow(None if problems else values, tuple(problems))
 
@@ -180,7 +180,7 @@ class RowChecker:
 
         Every column is checked vectorised on Arrow arrays: the field count, empty ids and labels, int and
         float literals (regular expressions that are a strict subset of Python's ``int`` / ``float``
-        grammar), the int64 and float32 ranges, 0/1 labels and the ``requires_click`` rule. A row that fails
+        grammar), the int64 and float32 ranges, 0/1 labels and the tasks' ``after`` rules. A row that fails
         any of them, or holds a character that the csv module reads specially, goes through
         :meth:`check_line` instead, which gives its exact kind, column and message (or accepts it, e.g.
         ``3.0`` in an int column). Good logs therefore never pay for the per-row path.
@@ -197,11 +197,9 @@ class RowChecker:
             values, column_ok = self._check_column(column, cells.take(pa.array(starts + i)))
             typed.append(values)
             ok &= column_ok
-        if self.requires_click:
-            click = np.asarray(typed[self.header.index(self.click)].fill_null(-1), dtype=np.int64)
-            for col in self.requires_click:
-                ok &= ~((np.asarray(typed[self.header.index(col)].fill_null(-1), dtype=np.int64) == 1)
-                        & (click == 0))
+        for col, parent, _ in self.after:
+            ok &= ~((np.asarray(typed[self.header.index(col)].fill_null(-1), dtype=np.int64) == 1)
+                    & (np.asarray(typed[self.header.index(parent)].fill_null(-1), dtype=np.int64) == 0))
         keep = pa.array(ok)
         fast = pa.RecordBatch.from_arrays([v.filter(keep) for v in typed], schema=schema(self.columns))
         exact_rows = np.sort(np.concatenate([np.flatnonzero(suspect), plain[~ok]]))

@@ -89,3 +89,23 @@ def test_check_lines_is_check_line_of_every_line():
     # the plain good lines take the vectorised path, the rest the per-row one (including the 19-character
     # int64 and 3.4028235e38, just above float32's largest value)
     assert block.fast_rows.tolist() == [0, 1, 12, 15, 20, 27]
+
+
+def test_a_task_after_another_is_enforced_per_row_and_vectorised():
+    """Declared tasks: follow only after like, like only after click (the checked ExampleGen's rule)."""
+    spec = spec_from_dict({
+        "name": "feed", "features": [{"name": "user_id", "role": "id"},
+                                     {"name": "tab", "role": "scenario", "values": ["0", "1"]}],
+        "tasks": [{"name": "click", "label": "c"}, {"name": "like", "label": "l", "after": "click"},
+                  {"name": "follow", "label": "f", "after": "like"}, {"name": "long_view", "label": "w"}]})
+    header = ["user_id", "tab", "c", "l", "f", "w"]
+    checker = RowChecker(spec, header, infer_column_types(spec, header, [split_csv_line("u,0,1,1,1,0")]), "f.csv")
+    lines = ["u,0,1,1,1,0", "u,0,0,0,0,1", "u,1,0,1,0,0", "u,1,1,0,1,1", "u,1,1,1,0,1"]
+    rows = [checker.check_line(line) for line in lines]
+    assert [r.kind for r in rows] == [None, None, "impossible_labels", "impossible_labels", None]
+    assert rows[2].problems[0].column == "l" and rows[2].problems[0].message == "l is 1 without a click (c is 0)"
+    assert rows[3].problems[0].column == "f" and rows[3].problems[0].message == "f is 1 without a like (l is 0)"
+    block = checker.check_lines(lines)
+    assert block.fast_rows.tolist() == [0, 1, 4]
+    assert [(i, r.kind, r.problems[0].column) for i, r in block.exact] == [(2, "impossible_labels", "l"),
+                                                                          (3, "impossible_labels", "f")]

@@ -15,7 +15,8 @@ YAML layout (see ``features/specs/*.yaml`` for complete examples)::
       - {name: recent_items, role: sequence, item: item_id, length: 30}
       - {name: user_ctr, role: prior,       dtype: float32}
     priors:   {user: [user_id, age], item: [item_id], scenario: [scenario]}
-    labels:   {click: click, raction: add_to_cart, conversion: purchase}
+    labels:   {click: click, raction: add_to_cart, conversion: purchase}   # the funnel; or, any tasks:
+    # tasks: [{name: click, label: is_click}, {name: like, label: is_like, after: click}]
     ignore:   [true_p_click]          # columns that are never features (oracle columns, debug)
     request_id: request_id            # optional, groups impressions of one request
     timestamp: ts                     # optional, for time splits
@@ -26,6 +27,12 @@ Roles (docs/spec.md): ``id``, ``scenario`` (exactly one), ``categorical``, ``num
 ``item`` feature's vocabulary, truncated or padded to ``length``, embedded with the item's table and pooled
 against the candidate item), ``prior`` (a feature fed only to the personalised gates). A prior feature is
 categorical when its dtype is a string or an integer, numeric when it is a float.
+
+Labels are declared as **tasks** (:class:`Task`): a name, its 0/1 label column and optionally ``after``, the
+task whose label must be 1 for this one's to be 1 (a like only after a click). The ``labels`` block is the
+click -> action -> conversion funnel written the old way, and is read as the tasks ``click``, ``raction``
+(``after: click`` when ``requires_click`` names it, as by default) and ``conversion`` (``after: click`` when
+``requires_click`` names it; otherwise conversions may be view-through). A spec has one or the other.
 """
 
 from __future__ import annotations
@@ -49,9 +56,10 @@ MAX_SEQUENCE_LENGTH = 512
 _SHARED_WITH_ITEM = ("encoding", "hash_buckets", "vocab_top_k", "frequency_threshold", "num_oov_buckets",
                      "embedding_dim")
 PRIOR_GROUPS = ("user", "item", "scenario")
-LABEL_KEYS = ("click", "raction", "conversion")
+LABEL_KEYS = ("click", "raction", "conversion")  # the funnel's task names, in funnel order
 LABEL_RULE_KEYS = ("requires_click",)
 REQUIRED_LABELS = ("click", "conversion")
+TASK_KEYS = ("name", "label", "after")
 
 
 class SpecError(ValueError):
@@ -132,6 +140,20 @@ class Feature:
 
 
 @dataclasses.dataclass(frozen=True)
+class Task:
+    """One binary task: its ``name`` (heads, label features and metrics are named after it), its 0/1 ``label``
+    column and ``after``, the task that must be positive for this one to be (the checked ExampleGen
+    quarantines a row that breaks it), or None."""
+
+    name: str
+    label: str
+    after: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, str]:
+        return {"name": self.name, "label": self.label, **({"after": self.after} if self.after else {})}
+
+
+@dataclasses.dataclass(frozen=True)
 class Labels:
     """Label columns. ``raction`` (related post-click action) is optional.
 
@@ -153,6 +175,28 @@ class Labels:
             out["raction"] = self.raction
         return out
 
+    def tasks(self) -> Tuple[Task, ...]:
+        """The funnel as declared tasks (click, then raction and conversion, each after click if it requires
+        one)."""
+        return tuple(Task(key, col, "click" if key in self.requires_click else None)
+                     for key, col in sorted(self.columns().items(), key=lambda kv: LABEL_KEYS.index(kv[0])))
+
+
+def funnel_labels(tasks: Tuple[Task, ...]) -> Optional[Labels]:
+    """The tasks as the click -> action -> conversion funnel, or None when they are another task set.
+
+    A funnel has the tasks ``click`` and ``conversion`` and possibly ``raction``, nothing else; ``click``
+    depends on nothing, the others on nothing or on ``click``."""
+    by_name = {t.name: t for t in tasks}
+    if not set(REQUIRED_LABELS) <= set(by_name) <= set(LABEL_KEYS) or by_name["click"].after:
+        return None
+    if any(t.after not in (None, "click") for t in tasks):
+        return None
+    raction = by_name.get("raction")
+    return Labels(click=by_name["click"].label, conversion=by_name["conversion"].label,
+                  raction=raction.label if raction else None,
+                  requires_click=tuple(t.name for t in tasks if t.after == "click"))
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
@@ -160,7 +204,7 @@ class FeatureSpec:
 
     name: str
     features: Tuple[Feature, ...]
-    labels: Labels
+    tasks: Tuple[Task, ...]
     priors: Mapping[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
     ignore: Tuple[str, ...] = ()
     request_id: Optional[str] = None
@@ -188,8 +232,28 @@ class FeatureSpec:
         return [f for f in self.features if f.role == role]
 
     @property
+    def labels(self) -> Optional[Labels]:
+        """The tasks as the click -> action -> conversion funnel, or None for any other task set."""
+        return funnel_labels(self.tasks)
+
+    @property
+    def is_funnel(self) -> bool:
+        return self.labels is not None
+
+    def task(self, name: str) -> Task:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.source}: no task named {name!r}")
+
+    @property
     def label_columns(self) -> Dict[str, str]:
-        return self.labels.columns()
+        """Task name -> its label column (for the funnel: click, raction, conversion)."""
+        return {t.name: t.label for t in self.tasks}
+
+    def describe_tasks(self) -> str:
+        """``click, like (after click)``: the declared tasks, for messages."""
+        return ", ".join(t.name + (f" (after {t.after})" if t.after else "") for t in self.tasks)
 
     @property
     def raw_columns(self) -> List[str]:
@@ -216,7 +280,8 @@ class FeatureSpec:
         out: Dict[str, Any] = {
             "name": self.name,
             "features": feats,
-            "labels": dict(self.labels.columns(), requires_click=list(self.labels.requires_click)),
+            **({"labels": dict(self.labels.columns(), requires_click=list(self.labels.requires_click))}
+               if self.is_funnel else {"tasks": [t.to_dict() for t in self.tasks]}),
             "priors": {k: list(v) for k, v in self.priors.items()},
             "ignore": list(self.ignore),
         }
@@ -325,8 +390,77 @@ def _parse_feature(source: str, idx: int, raw: Any) -> Feature:
     return Feature(**kwargs)
 
 
-TOP_LEVEL_KEYS = ("name", "description", "features", "labels", "priors", "ignore", "request_id", "timestamp",
+TOP_LEVEL_KEYS = ("name", "description", "features", "labels", "tasks", "priors", "ignore", "request_id", "timestamp",
                   "drift")
+
+
+def _parse_labels(source: str, labels_raw: Any) -> Labels:
+    if not isinstance(labels_raw, dict):
+        raise _err(source, "labels", "must be a mapping with 'click', 'conversion' and optional 'raction'")
+    for k in labels_raw:
+        if k not in LABEL_KEYS + LABEL_RULE_KEYS:
+            raise _err(source, f"labels.{k}",
+                       f"unknown label key; allowed: {', '.join(LABEL_KEYS + LABEL_RULE_KEYS)}")
+    for k in REQUIRED_LABELS:
+        if not isinstance(labels_raw.get(k), str) or not labels_raw.get(k):
+            raise _err(source, f"labels.{k}", "is required and must name a column")
+    if labels_raw.get("raction") is not None and not isinstance(labels_raw["raction"], str):
+        raise _err(source, "labels.raction", "must name a column")
+    raction = labels_raw.get("raction")
+    requires_click = labels_raw.get("requires_click", ["raction"] if raction else [])
+    if not isinstance(requires_click, list) or any(k not in ("raction", "conversion") for k in requires_click):
+        raise _err(source, "labels.requires_click", "must be a list of label keys among raction, conversion")
+    if "raction" in requires_click and not raction:
+        raise _err(source, "labels.requires_click", "names raction, but the spec has no raction label")
+    labels = Labels(click=labels_raw["click"], conversion=labels_raw["conversion"], raction=raction,
+                    requires_click=tuple(requires_click))
+    columns = list(labels.columns().values())
+    if len(set(columns)) != len(columns):
+        raise _err(source, "labels", f"each label needs its own column, got {labels.columns()}")
+    return labels
+
+
+def _parse_tasks(source: str, tasks_raw: Any) -> Tuple[Task, ...]:
+    if not isinstance(tasks_raw, list) or not tasks_raw:
+        raise _err(source, "tasks", "must be a non-empty list of {name, label, after} mappings")
+    tasks = []
+    for i, t in enumerate(tasks_raw):
+        key = f"tasks[{i}]"
+        if not isinstance(t, dict):
+            raise _err(source, key, "must be a mapping with 'name', 'label' and optional 'after'")
+        unknown = sorted(set(t) - set(TASK_KEYS))
+        if unknown:
+            raise _err(source, f"{key}.{unknown[0]}", f"unknown task key; allowed: {', '.join(TASK_KEYS)}")
+        name = t.get("name")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise _err(source, f"{key}.name", f"must be an identifier (letters, digits, _), got {name!r}")
+        key = f"tasks[{i}] ({name})"
+        if not isinstance(t.get("label"), str) or not t["label"]:
+            raise _err(source, f"{key}.label", "is required and must name the task's 0/1 label column")
+        if t.get("after") is not None and not isinstance(t["after"], str):
+            raise _err(source, f"{key}.after", "must name another task")
+        tasks.append(Task(name, t["label"], t.get("after")))
+    names = [t.name for t in tasks]
+    labels = [t.label for t in tasks]
+    for i, t in enumerate(tasks):
+        key = f"tasks[{i}] ({t.name})"
+        if names.count(t.name) > 1:
+            raise _err(source, f"{key}.name", "is declared twice")
+        if labels.count(t.label) > 1:
+            raise _err(source, f"{key}.label", f"column {t.label!r} is the label of another task too")
+        if t.after is not None and (t.after not in names or t.after == t.name):
+            raise _err(source, f"{key}.after", f"must name another declared task ({', '.join(names)}), "
+                                               f"got {t.after!r}")
+    by_name = {t.name: t for t in tasks}
+    for i, t in enumerate(tasks):
+        seen, node = [t.name], t
+        while node.after is not None:
+            node = by_name[node.after]
+            if node.name in seen:
+                raise _err(source, f"tasks[{i}] ({t.name}).after",
+                           f"the 'after' chain loops: {' -> '.join(seen + [node.name])}")
+            seen.append(node.name)
+    return tuple(tasks)
 
 
 def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
@@ -361,29 +495,14 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
             raise _err(source, f"features[{i}] ({f.name}).item",
                        f"must name an id or categorical feature (the candidate item), got {f.item!r}")
 
-    labels_raw = raw.get("labels")
-    if not isinstance(labels_raw, dict):
-        raise _err(source, "labels", "is required: a mapping with 'click', 'conversion' and optional 'raction'")
-    for k in labels_raw:
-        if k not in LABEL_KEYS + LABEL_RULE_KEYS:
-            raise _err(source, f"labels.{k}",
-                       f"unknown label key; allowed: {', '.join(LABEL_KEYS + LABEL_RULE_KEYS)}")
-    for k in REQUIRED_LABELS:
-        if not isinstance(labels_raw.get(k), str) or not labels_raw.get(k):
-            raise _err(source, f"labels.{k}", "is required and must name a column")
-    if labels_raw.get("raction") is not None and not isinstance(labels_raw["raction"], str):
-        raise _err(source, "labels.raction", "must name a column")
-    raction = labels_raw.get("raction")
-    requires_click = labels_raw.get("requires_click", ["raction"] if raction else [])
-    if not isinstance(requires_click, list) or any(k not in ("raction", "conversion") for k in requires_click):
-        raise _err(source, "labels.requires_click", "must be a list of label keys among raction, conversion")
-    if "raction" in requires_click and not raction:
-        raise _err(source, "labels.requires_click", "names raction, but the spec has no raction label")
-    labels = Labels(click=labels_raw["click"], conversion=labels_raw["conversion"], raction=raction,
-                    requires_click=tuple(requires_click))
-    for k, col in labels.columns().items():
-        if col in names:
-            raise _err(source, f"labels.{k}", f"column {col!r} is also declared as a feature")
+    if ("labels" in raw) == ("tasks" in raw):
+        raise _err(source, "tasks", "declare the labels either as 'tasks' (any binary tasks) or as 'labels' (the "
+                                    "click -> conversion funnel), exactly one of them")
+    tasks = _parse_tasks(source, raw["tasks"]) if "tasks" in raw else _parse_labels(source, raw["labels"]).tasks()
+    for t in tasks:
+        if t.label in names:
+            where = f"tasks ({t.name}).label" if "tasks" in raw else f"labels.{t.name}"
+            raise _err(source, where, f"column {t.label!r} is also declared as a feature")
 
     priors_raw = raw.get("priors") or {}
     if not isinstance(priors_raw, dict):
@@ -405,7 +524,7 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     ignore = raw.get("ignore") or []
     if not isinstance(ignore, list) or not all(isinstance(c, str) for c in ignore):
         raise _err(source, "ignore", "must be a list of column names")
-    clash = sorted(set(ignore) & (set(names) | set(labels.columns().values())))
+    clash = sorted(set(ignore) & (set(names) | {t.label for t in tasks}))
     if clash:
         raise _err(source, "ignore", f"columns {clash} are also features or labels")
     for key in ("request_id", "timestamp"):
@@ -416,7 +535,7 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
         drift = drift_config_from_dict(raw.get("drift"), {f.name: f.dtype for f in features})
     except DriftConfigError as e:
         raise SpecError(f"{source}: {e}") from None
-    return FeatureSpec(name=name, features=features, labels=labels, priors=priors, ignore=tuple(ignore),
+    return FeatureSpec(name=name, features=features, tasks=tasks, priors=priors, ignore=tuple(ignore),
                        request_id=raw.get("request_id"), timestamp=raw.get("timestamp"), drift=drift,
                        source=source)
 

@@ -160,3 +160,71 @@ def test_bad_drift_sections_name_the_key(tmp_path, section, message):
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert str(err.value) == f"{path}: {message}" or str(err.value).startswith(f"{path}: {message}"), str(err.value)
+
+
+TASKS = """
+name: feed
+features:
+  - {name: user_id, role: id, encoding: hash, hash_buckets: 100}
+  - {name: tab, role: scenario, values: [0, 1]}
+tasks:
+  - {name: click, label: is_click}
+  - {name: like, label: is_like, after: click}
+  - {name: follow, label: is_follow, after: like}
+  - {name: long_view, label: long_view}
+"""
+
+
+def test_tasks_section_declares_any_binary_tasks_and_their_after_edges(tmp_path):
+    spec = load_spec(_write(tmp_path, TASKS))
+    assert [(t.name, t.label, t.after) for t in spec.tasks] == [
+        ("click", "is_click", None), ("like", "is_like", "click"), ("follow", "is_follow", "like"),
+        ("long_view", "long_view", None)]
+    assert spec.label_columns == {"click": "is_click", "like": "is_like", "follow": "is_follow",
+                                  "long_view": "long_view"}
+    assert not spec.is_funnel and spec.labels is None
+    assert spec.describe_tasks() == "click, like (after click), follow (after like), long_view"
+    assert spec.raw_columns == ["user_id", "tab", "is_click", "is_like", "is_follow", "long_view"]
+    again = spec_from_dict(spec.to_dict())
+    assert again.tasks == spec.tasks and "labels" not in spec.to_dict()
+
+
+def test_the_labels_block_is_the_funnel_as_tasks(tmp_path):
+    old = load_spec(_write(tmp_path, GOOD))  # labels: {click: c, conversion: v, raction: a}
+    assert [(t.name, t.label, t.after) for t in old.tasks] == [
+        ("click", "c", None), ("raction", "a", "click"), ("conversion", "v", None)]  # view-through allowed
+    assert old.is_funnel and old.labels.requires_click == ("raction",)
+    declared = spec_from_dict(dict({k: v for k, v in old.to_dict().items() if k != "labels"}, tasks=[
+        {"name": "click", "label": "c"}, {"name": "raction", "label": "a", "after": "click"},
+        {"name": "conversion", "label": "v"}]))
+    assert declared.tasks == old.tasks and declared.labels == old.labels
+    strict = spec_from_dict(dict(old.to_dict(), labels={"click": "c", "conversion": "v",
+                                                        "requires_click": ["conversion"]}))
+    assert strict.task("conversion").after == "click" and strict.labels.requires_click == ("conversion",)
+    assert spec_from_dict(strict.to_dict()).tasks == strict.tasks
+
+
+@pytest.mark.parametrize("tasks,key,message", [
+    ("[]", "tasks", "non-empty list"),
+    ("[{name: click}]", "tasks[0] (click).label", "is required"),
+    ("[{name: 'is-click', label: c}]", "tasks[0].name", "identifier"),
+    ("[{name: click, label: c, weight: 2}]", "tasks[0].weight", "unknown task key"),
+    ("[{name: click, label: c}, {name: click, label: d}]", "tasks[0] (click).name", "declared twice"),
+    ("[{name: click, label: c}, {name: like, label: c}]", "tasks[0] (click).label", "another task too"),
+    ("[{name: click, label: c}, {name: like, label: l, after: clik}]", "tasks[1] (like).after", "'clik'"),
+    ("[{name: a, label: x, after: b}, {name: b, label: y, after: a}]", "tasks[0] (a).after", "a -> b -> a"),
+    ("[{name: click, label: user_id}]", "tasks (click).label", "also declared as a feature"),
+])
+def test_bad_tasks_fail_naming_the_task_and_key(tmp_path, tasks, key, message):
+    text = TASKS[:TASKS.index("tasks:")] + "tasks: " + tasks + "\n"
+    with pytest.raises(SpecError) as e:
+        load_spec(_write(tmp_path, text))
+    assert f": {key}: " in str(e.value) and message in str(e.value), str(e.value)
+
+
+def test_labels_and_tasks_together_or_neither_fail(tmp_path):
+    both = TASKS + "labels: {click: is_click, conversion: is_like}\n"
+    neither = TASKS[:TASKS.index("tasks:")]
+    for text in (both, neither):
+        with pytest.raises(SpecError, match="exactly one of them"):
+            load_spec(_write(tmp_path, text))

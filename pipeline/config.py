@@ -196,6 +196,12 @@ class PipelineConfig:
         from models.registry import model_outputs, train_config
 
         spec = self.load_spec()
+        if not spec.is_funnel:
+            raise PipelineConfigError(
+                f"spec {spec.source} declares the tasks {spec.describe_tasks()}: model {self.model!r} (like every "
+                f"model of this release) serves the click -> conversion funnel, which needs the tasks 'click' and "
+                f"'conversion' (each optionally after: click) and optionally 'raction' (after: click). Rename the "
+                f"tasks that are these, or leave out the others; models over any declared tasks are not built yet")
         train = train_config(self.model, self.train)
         parse_config(WeightingConfig, train.weighting, source="train config: weighting")
         outputs = model_outputs(self.model, self.model_config, has_action(spec), has_view_through(spec))

@@ -88,9 +88,7 @@ def read_examples(patterns: Union[str, Sequence[str]], columns: List[str]) -> Di
 def oracle_aucs(spec: FeatureSpec, examples_uri: str, splits: Sequence[str] = ("eval",)) -> Dict[Tuple[str, str], float]:
     """(head, slice) -> AUC of the true probabilities on the evaluated ``splits``, when the data carries them."""
     needed = {o for o, _ in ORACLE_FOR_HEAD.values()}
-    label_cols = {"click": spec.labels.click, "conversion": spec.labels.conversion}
-    if spec.labels.raction:
-        label_cols["raction"] = spec.labels.raction
+    label_cols = dict(spec.label_columns)
     cols = read_examples(split_files(examples_uri, splits), [spec.scenario.name] + list(label_cols.values()) + sorted(needed))
     if not len(cols[spec.scenario.name]) or all(v is None for v in cols["p_click"] if "p_click" in cols):
         return {}
