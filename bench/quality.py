@@ -286,7 +286,7 @@ def evaluate(args, paths) -> Dict:
     import tf_keras as keras
 
     from features.dims import input_dims
-    from features.labels import has_action, has_view_through
+    from features.labels import model_label_arguments
     from features.spec import resolve_spec
     from models.registry import build_model, train_config
     from models.trainer import fit_model
@@ -352,9 +352,8 @@ def evaluate(args, paths) -> Dict:
             cfg = train_config(variant.model, dict(train_keys, seed=seed, **overrides))
             keras.utils.set_random_seed(seed)
             model = build_model(variant.model, with_sequence(dims, variant.sequence), model_cfg,
-                                with_action=has_action(spec),
-                                view_through=has_view_through(spec), weighting=cfg.weighting,
-                                supervised_heads=cfg.supervised_heads)
+                                weighting=cfg.weighting, supervised_heads=cfg.supervised_heads,
+                                **model_label_arguments(spec))
             model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
             fitted = fit_model(model, cfg, train.shuffle(64, seed=seed), calibration, train, verbose=0)
             preds = predict(model, test_batches)

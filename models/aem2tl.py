@@ -77,13 +77,14 @@ class AEM2TLConfig(ModelConfig):
 class AEM2TL(MultiTaskRanker):
     config_class = AEM2TLConfig
     reference = "Yi et al., An Adaptive Entire-Space Multi-Scenario Multi-Task Transfer Learning Model, IEEE TKDE 2025"
+    serves_declared_tasks = True  # with entire_space: false (one direct tower per task)
     # tuned on the 1M-row synthetic log (docs/defaults.md)
     train_defaults = {"learning_rate": 0.002, "epochs": 2}
 
     def build_layers(self) -> None:
         c = self.config
         num_scenarios = self.embedding.dims.num_scenarios
-        self.tasks_order = list(self.heads.edges) if c.entire_space else list(DIRECT_EDGES)
+        self.tasks_order = list(self.heads.edges) if c.entire_space or self.task_graph else list(DIRECT_EDGES)
         if c.scenario_cgc:
             self.scenario_layer = ScenarioCGC(num_scenarios, c.scenario_shared_experts, c.scenario_specific_experts,
                                               c.scenario_expert_units, c.per_scenario_shared_gate, c.dropout,
@@ -96,6 +97,13 @@ class AEM2TL(MultiTaskRanker):
                                      c.share_towers_across_scenarios, c.dropout, name="towers")
 
     @classmethod
+    def declared_tasks_refusal(cls, config):
+        if config.entire_space:
+            return ("its entire-space module composes the funnel's edges; with entire_space: false it serves any "
+                    "declared tasks, one direct tower per task")
+        return None
+
+    @classmethod
     def outputs_for(cls, config, with_action: bool, view_through: bool):
         return super().outputs_for(config, with_action, view_through) if config.entire_space else DIRECT_EDGES
 
@@ -106,12 +114,14 @@ class AEM2TL(MultiTaskRanker):
     def edge_events(self):
         if self.config.entire_space:
             return super().edge_events()
+        if self.task_graph is not None:  # a direct tower per declared task: P(task | impression)
+            return {t: ((f"+{t}",), ()) for t in self.tasks_order}
         return {"ctr": (("+click",), ()), "xcvr": (("+conversion",), ())}  # the direct heads
 
     def compose(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         if self.config.entire_space:
             return self.heads(edge_probs)
-        return {k: edge_probs[k] for k in DIRECT_EDGES}
+        return {k: edge_probs[k] for k in self.tasks_order}
 
     def edge_logits(self, embedded, inputs, training=None):
         c = self.config

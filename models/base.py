@@ -27,6 +27,11 @@ Between the edge logits and the sigmoid sits a per-scenario Platt scaling
 :meth:`MultiTaskRanker.calibrate` on held-out data, so that the served probabilities are calibrated per
 scenario (``docs/calibration.md``).
 
+Declared tasks. For a spec of other tasks than the funnel (``features.labels.task_graph``), a model that
+``serves_declared_tasks`` composes its edges with :class:`~models.blocks.heads.TaskChainHeads` instead: one edge
+and one head per task, along the tasks' ``after`` chains. Everything else (edge towers, experts, scenario
+layers, priors, calibration, losses) works on whatever edges the heads block names.
+
 Served heads. A model serves the heads its structure defines (:meth:`MultiTaskRanker.outputs_for`); a model
 without the view-through edge (``conv_unclick``: ESMM, ESM2, AITM) does not serve ``xcvr`` when the data
 allows conversions without a click (``features.labels.has_view_through``), because its ``xcvr`` would be
@@ -45,7 +50,7 @@ from features.labels import HEAD_TARGETS, IMPRESSION_HEADS, label_key
 from models.blocks.calibration import ScenarioCalibration
 from models.blocks.edge_prior import EdgePrior
 from models.blocks.embedding import FeatureEmbedding
-from models.blocks.heads import EntireSpaceHeads
+from models.blocks.heads import EntireSpaceHeads, TaskChainHeads
 from models.blocks.scenario import scenario_weights
 from models.config import DEFAULT_CALIBRATION_PRIOR_POSITIVES, ModelConfig, parse_config, to_dict
 from models.losses.weighting import WeightingConfig, make_weighting
@@ -65,19 +70,23 @@ class MultiTaskRanker(tfrs.models.Model):
         a model without the view-through edge then does not serve ``xcvr``.
       supervised_heads: heads that get a loss (default: every served head among ctr, ctavr, ctcvr, xcvr).
       weighting: ``WeightingConfig`` (or its dict): how the supervised heads' losses are combined.
+      tasks: ``((task, after), ...)`` of a spec of declared tasks (``features.labels.task_graph``), or None for
+        the funnel; only a model that ``serves_declared_tasks`` takes them.
     """
 
     config_class = ModelConfig
     supports_action = True  # whether the model has the action edges when the data has an action label
     has_unclick_edge = True  # whether the model has the view-through conversion edge (conv_unclick)
     default_supervised = IMPRESSION_HEADS  # restricted to the served heads
+    # whether the model serves any declared task set (TaskChainHeads), not only the click -> conversion funnel
+    serves_declared_tasks = False
     training_outputs = False  # whether call(training=True) adds the aux/ outputs that auxiliary_loss reads
     # TrainConfig keys this model trains with unless the run's train config sets them (docs/defaults.md).
     train_defaults: Dict = {}
 
     def __init__(self, input_dims: Dict, config=None, with_action: bool = False,
                  supervised_heads: Optional[Sequence[str]] = None,
-                 weighting=None, view_through: bool = True, **kwargs):
+                 weighting=None, view_through: bool = True, tasks=None, **kwargs):
         super().__init__(**kwargs)
         # train_step/test_step return global-batch values, identical on every replica: report the first one
         # (Keras' default sums the replicas' logs).
@@ -86,13 +95,22 @@ class MultiTaskRanker(tfrs.models.Model):
             config = parse_config(self.config_class, config, source=type(self).__name__)
         if weighting is None or isinstance(weighting, dict):
             weighting = parse_config(WeightingConfig, weighting, source=f"{type(self).__name__} weighting")
+        refusal = self.declared_tasks_refusal(config) if tasks is not None else None
+        if refusal:
+            raise ValueError(f"{type(self).__name__} cannot serve the declared tasks {[t for t, _ in tasks]}: "
+                             f"{refusal}")
         self.input_dims = input_dims
         self.config = config
         self.with_action = bool(with_action)
         self.view_through = bool(view_through)
-        self.heads = EntireSpaceHeads(with_action=self.with_action and self.supports_action,
-                                      with_unclick=self.has_unclick_edge, name="heads", dtype="float32")
-        default_heads = tuple(h for h in self.default_supervised if h in self.output_keys)
+        self.task_graph = None if tasks is None else tuple((name, after) for name, after in tasks)
+        if self.task_graph is None:
+            self.heads = EntireSpaceHeads(with_action=self.with_action and self.supports_action,
+                                          with_unclick=self.has_unclick_edge, name="heads", dtype="float32")
+        else:
+            self.heads = TaskChainHeads(self.task_graph, name="heads", dtype="float32")
+        default_heads = tuple(h for h in self.default_supervised if h in self.output_keys) \
+            if self.task_graph is None else self.output_keys
         self.supervised_heads = tuple(supervised_heads or default_heads)
         unknown = [h for h in self.supervised_heads if h not in self.output_keys]
         if unknown:
@@ -116,6 +134,13 @@ class MultiTaskRanker(tfrs.models.Model):
                                                name="calibration")
 
     @classmethod
+    def declared_tasks_refusal(cls, config) -> Optional[str]:
+        """Why a model of this class with ``config`` cannot serve a declared task set, or None when it can."""
+        if cls.serves_declared_tasks:
+            return None
+        return "it is built around the edges of the click -> conversion funnel"
+
+    @classmethod
     def outputs_for(cls, config, with_action: bool, view_through: bool) -> Tuple[str, ...]:
         """The heads a model of this class serves for ``config`` and the data's labels (no model is built).
 
@@ -127,7 +152,20 @@ class MultiTaskRanker(tfrs.models.Model):
 
     @property
     def output_keys(self) -> Tuple[str, ...]:
+        if self.task_graph is not None:
+            return self.heads.output_keys
         return type(self).outputs_for(self.config, self.with_action, self.view_through)
+
+    @property
+    def impression_heads(self) -> Tuple[str, ...]:
+        """The served heads with a label over all impressions (every head but the funnel's ``cvr``)."""
+        if self.task_graph is not None:
+            return self.output_keys
+        return tuple(h for h in self.output_keys if h in IMPRESSION_HEADS)
+
+    def head_target(self, head: str) -> str:
+        """The label target of a head over all impressions (``label_key`` of it is its label feature)."""
+        return head if self.task_graph is not None else HEAD_TARGETS[head]
 
     @property
     def edge_names(self) -> Sequence[str]:
@@ -283,7 +321,7 @@ class MultiTaskRanker(tfrs.models.Model):
         if prior_positives < 0 or prior_rows < 0:
             raise ValueError(f"calibrate: prior_rows and prior_positives must be >= 0, got {prior_rows}, "
                              f"{prior_positives}")
-        heads = [h for h in self.output_keys if h in IMPRESSION_HEADS]
+        heads = list(self.impression_heads)
         edges = list(self.edge_names)
         cols: Dict[str, List] = {"scenario": [], **{f"z_{e}": [] for e in edges}, **{h: [] for h in heads},
                                  **{f"event_{e}": [] for e in edges}, **{f"cond_{e}": [] for e in edges}}
@@ -297,7 +335,7 @@ class MultiTaskRanker(tfrs.models.Model):
                 cols[f"z_{e}"].append(tf.reshape(tf.cast(logits[e], tf.float32), [-1, 1]))
             cols["scenario"].append(tf.reshape(tf.cast(self.scenario_index(batch), tf.int64), [-1]))
             for h in heads:
-                cols[h].append(tf.reshape(tf.cast(batch[label_key(HEAD_TARGETS[h])], tf.float32), [-1, 1]))
+                cols[h].append(tf.reshape(tf.cast(batch[label_key(self.head_target(h))], tf.float32), [-1, 1]))
             rows += int(cols["scenario"][-1].shape[0])
             if rows >= max_rows:
                 break
@@ -376,7 +414,7 @@ class MultiTaskRanker(tfrs.models.Model):
         """Batch-mean BCE of every supervised head over this replica's batch (updates the tasks' AUC metrics)."""
         losses = {}
         for h in self.supervised_heads:
-            labels = tf.reshape(tf.cast(inputs[label_key(HEAD_TARGETS[h])], tf.float32), [-1, 1])
+            labels = tf.reshape(tf.cast(inputs[label_key(self.head_target(h))], tf.float32), [-1, 1])
             per_example = self.tasks[h](labels=labels, predictions=tf.cast(outputs[h], tf.float32))
             losses[h] = tf.reduce_mean(per_example)
         return losses
@@ -388,7 +426,7 @@ class MultiTaskRanker(tfrs.models.Model):
         ctx = tf.distribute.get_replica_context()
         if ctx is None or ctx.num_replicas_in_sync == 1:
             return 1.0, 1
-        local = tf.cast(tf.shape(inputs[label_key(HEAD_TARGETS[self.supervised_heads[0]])])[0], tf.float32)
+        local = tf.cast(tf.shape(inputs[label_key(self.head_target(self.supervised_heads[0]))])[0], tf.float32)
         return local / ctx.all_reduce(tf.distribute.ReduceOp.SUM, local), ctx.num_replicas_in_sync
 
     @staticmethod
@@ -456,7 +494,8 @@ class MultiTaskRanker(tfrs.models.Model):
     def get_config(self):
         return {"input_dims": self.input_dims, "config": to_dict(self.config), "with_action": self.with_action,
                 "view_through": self.view_through, "supervised_heads": list(self.supervised_heads),
-                "weighting": to_dict(self.weighting_config)}
+                "weighting": to_dict(self.weighting_config),
+                "tasks": None if self.task_graph is None else [list(t) for t in self.task_graph]}
 
     @classmethod
     def from_config(cls, config):

@@ -41,15 +41,39 @@ def model_class(name: str) -> Type[MultiTaskRanker]:
 
 def build_model(name: str, input_dims: Dict, config: Optional[Dict] = None, with_action: bool = False,
                 weighting: Optional[Dict] = None, source: str = "model config",
-                supervised_heads: Optional[Sequence[str]] = None, view_through: bool = True) -> MultiTaskRanker:
+                supervised_heads: Optional[Sequence[str]] = None, view_through: bool = True,
+                tasks=None) -> MultiTaskRanker:
     """Validate ``config`` against the model's dataclass and build the model.
 
-    ``supervised_heads`` overrides the model's default set of heads that get a loss."""
+    ``supervised_heads`` overrides the model's default set of heads that get a loss; ``tasks`` are the
+    spec's declared tasks when they are not the funnel (``features.labels.model_label_arguments``)."""
     cls = model_class(name)
     cfg = parse_config(cls.config_class, config, source=f"{source} ({name})")
+    check_serves(name, tasks, cfg)
     wcfg = parse_config(WeightingConfig, weighting, source=f"{source} (weighting)")
     return cls(input_dims=input_dims, config=cfg, with_action=with_action, weighting=wcfg,
-               supervised_heads=supervised_heads, view_through=view_through)
+               supervised_heads=supervised_heads, view_through=view_through, tasks=tasks)
+
+
+def task_models() -> Tuple[str, ...]:
+    """The models that serve any declared task set, not only the click -> conversion funnel (some only with a
+    config: ``declared_tasks_refusal``)."""
+    return tuple(name for name, cls in MODELS.items() if cls.serves_declared_tasks)
+
+
+def check_serves(name: str, tasks, config=None) -> None:
+    """ConfigError unless model ``name`` with ``config`` (its dataclass; default: its defaults) serves ``tasks``
+    (None: the funnel, which every model serves)."""
+    if tasks is None:
+        return
+    cls = model_class(name)
+    refusal = cls.declared_tasks_refusal(config if config is not None else cls.config_class())
+    if refusal:
+        declared = ", ".join(t + (f" (after {a})" if a else "") for t, a in tasks)
+        raise ConfigError(
+            f"model {name!r} serves the click -> conversion funnel here ({refusal}): it needs the tasks 'click' "
+            f"and 'conversion' (each optionally after: click) and optionally 'raction' (after: click), and the "
+            f"spec declares {declared}. Models that serve any declared tasks: {', '.join(task_models())}")
 
 
 def train_config(name: str, raw: Optional[Dict] = None, source: str = "train config") -> TrainConfig:
@@ -60,11 +84,14 @@ def train_config(name: str, raw: Optional[Dict] = None, source: str = "train con
 
 
 def model_outputs(name: str, config: Optional[Dict], with_action: bool, view_through: bool,
-                  source: str = "model config") -> Tuple[str, ...]:
+                  source: str = "model config", tasks=None) -> Tuple[str, ...]:
     """The heads model ``name`` with ``config`` serves for data with these labels (validates the config)."""
     cls = model_class(name)
-    return cls.outputs_for(parse_config(cls.config_class, config, source=f"{source} ({name})"), with_action,
-                           view_through)
+    cfg = parse_config(cls.config_class, config, source=f"{source} ({name})")
+    check_serves(name, tasks, cfg)
+    if tasks is not None:
+        return tuple(t for t, _ in tasks)
+    return cls.outputs_for(cfg, with_action, view_through)
 
 
 def describe_models():
@@ -78,5 +105,7 @@ def describe_models():
             outputs += " (+ ctavr with an action label)"
         if "xcvr" not in cls.outputs_for(default, with_action=True, view_through=True):
             outputs += "; no view-through edge: xcvr (= ctcvr) only when conversions require a click"
+        if cls.serves_declared_tasks:
+            outputs += "; or one head per task of a spec's declared tasks"
         rows.append((name, outputs, cls.reference))
     return rows

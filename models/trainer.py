@@ -42,7 +42,7 @@ import tf_keras as keras
 
 from features.dims import input_dims
 from features.fingerprint import LOCK_FILE, file_sha256
-from features.labels import has_action, has_view_through
+from features.labels import model_label_arguments
 from features.spec import spec_from_dict
 from models.config import TRAIN_SUMMARY_FILE, to_dict
 from models.distribution import choose_strategy, set_mixed_precision, worker_role
@@ -171,8 +171,8 @@ def run_fn(fn_args) -> None:
 
     with strategy.scope():
         model = build_model(custom.get("model", "shared_bottom"), dims.to_dict(), custom.get("model_config"),
-                            with_action=has_action(spec), view_through=has_view_through(spec),
-                            weighting=train_cfg.weighting, supervised_heads=train_cfg.supervised_heads)
+                            weighting=train_cfg.weighting, supervised_heads=train_cfg.supervised_heads,
+                            **model_label_arguments(spec))
         model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate))
         warm = "off"
         if custom.get("warm_start"):

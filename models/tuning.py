@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from features.labels import HEAD_TARGETS, IMPRESSION_HEADS, has_action, has_view_through, label_key
+from features.labels import label_key, model_label_arguments
 
 OBJECTIVE = "val_normalized_entropy"
 DEFAULT_MAX_TRIALS = 8
@@ -40,14 +40,14 @@ MODEL_PREFIX, TRAIN_PREFIX = "model.", "train."
 
 def normalized_entropy(model, dataset) -> Tuple[float, Dict[str, float]]:
     """(mean NE over the served impression heads, NE per head) of ``model`` on ``dataset``."""
-    heads = [h for h in model.output_keys if h in IMPRESSION_HEADS]
+    heads = list(model.impression_heads)
     ll = {h: 0.0 for h in heads}
     pos = {h: 0.0 for h in heads}
     n = 0
     for batch in dataset:
         out = model(batch, training=False)
         for h in heads:
-            y = tf.reshape(tf.cast(batch[label_key(HEAD_TARGETS[h])], tf.float32), [-1])
+            y = tf.reshape(tf.cast(batch[label_key(model.head_target(h))], tf.float32), [-1])
             p = tf.clip_by_value(tf.reshape(out[h], [-1]), 1e-7, 1 - 1e-7)
             ll[h] += float(-tf.reduce_sum(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p)))
             pos[h] += float(tf.reduce_sum(y))
@@ -143,9 +143,9 @@ def make_tuner(model_name: str, spec, input_dims: Dict, train_ds_fn: Callable, v
         model_cfg, train = sample(model_name, hp, fixed_model, fixed_train)
         cfg = train_config(model_name, dict(train, seed=seed), source="tuning trial")
         keras.utils.set_random_seed(seed)
-        model = build_model(model_name, input_dims, model_cfg, with_action=has_action(spec),
-                            view_through=has_view_through(spec), weighting=cfg.weighting,
-                            supervised_heads=cfg.supervised_heads, source="tuning trial")
+        model = build_model(model_name, input_dims, model_cfg, weighting=cfg.weighting,
+                            supervised_heads=cfg.supervised_heads, source="tuning trial",
+                            **model_label_arguments(spec))
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
         fitted = fit_model(model, cfg, train_ds_fn(cfg), validation_ds, finalize_ds, verbose=0)
         ne, per_head = normalized_entropy(model, validation_ds)

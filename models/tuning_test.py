@@ -18,9 +18,14 @@ class _Constant:
     """A 'model' that predicts the same probability for every row and head."""
 
     output_keys = ("ctr", "cvr", "ctcvr")
+    impression_heads = ("ctr", "ctcvr")  # cvr is conditional on a click
 
     def __init__(self, p):
         self.p = p
+
+    @staticmethod
+    def head_target(head):
+        return {"ctr": "click", "ctcvr": "ctcvr"}[head]
 
     def __call__(self, batch, training=False):
         n = len(batch[label_key("click")])

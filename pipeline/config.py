@@ -190,21 +190,21 @@ class PipelineConfig:
     def model_outputs(self) -> Tuple[str, ...]:
         """The heads the configured model serves for this spec; validates the model, train and weighting
         configs (a wrong key or value fails here, naming it, before any component runs)."""
-        from features.labels import has_action, has_view_through
-        from models.config import parse_config
+        from features.labels import model_label_arguments
+        from models.config import ConfigError, parse_config
         from models.losses.weighting import WeightingConfig
-        from models.registry import model_outputs, train_config
+        from models.registry import check_serves, model_outputs, train_config
 
         spec = self.load_spec()
-        if not spec.is_funnel:
-            raise PipelineConfigError(
-                f"spec {spec.source} declares the tasks {spec.describe_tasks()}: model {self.model!r} (like every "
-                f"model of this release) serves the click -> conversion funnel, which needs the tasks 'click' and "
-                f"'conversion' (each optionally after: click) and optionally 'raction' (after: click). Rename the "
-                f"tasks that are these, or leave out the others; models over any declared tasks are not built yet")
         train = train_config(self.model, self.train)
         parse_config(WeightingConfig, train.weighting, source="train config: weighting")
-        outputs = model_outputs(self.model, self.model_config, has_action(spec), has_view_through(spec))
+        labels = model_label_arguments(spec)
+        try:
+            check_serves(self.model, labels["tasks"])
+        except ConfigError as e:
+            raise PipelineConfigError(f"spec {spec.source}: {e}") from None
+        outputs = model_outputs(self.model, self.model_config, labels["with_action"], labels["view_through"],
+                                tasks=labels["tasks"])
         missing = [h for h in (train.supervised_heads or ()) if h not in outputs]
         if missing:
             raise PipelineConfigError(f"train config: supervised_heads {missing} are not served by model "

@@ -48,15 +48,13 @@ import json
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from features.labels import HEAD_KEYS, IMPRESSION_HEADS, head_label_keys
+from features.labels import head_label_keys, impression_heads
 from features.spec import FeatureSpec
 from serving.interface import EVAL_LABELS_SIGNATURE
 
 # TFMA 0.52 loads its attributes lazily (tfma.EvalConfig may raise AttributeError): use the protos.
 from tensorflow_model_analysis.proto import config_pb2
 
-# Heads evaluated over all impressions (cvr is conditional on a click and is not evaluated here).
-EVALUATED_HEADS = IMPRESSION_HEADS
 AUC_METRIC, CALIBRATION_METRIC = "AUC", "Calibration"
 CANDIDATE_NAME = "candidate"
 BASELINE_NAME = "baseline"
@@ -172,12 +170,8 @@ class BlessingConfig:
         if isinstance(self.min_positives, bool) or not isinstance(self.min_positives, int) or self.min_positives < 0:
             raise BlessingConfigError(f"blessing.min_positives: must be an integer >= 0, got {self.min_positives!r}")
         for i, h in enumerate(self.gated_heads or ()):
-            if h not in HEAD_KEYS:
-                raise BlessingConfigError(f"blessing.gated_heads[{i}]: unknown head {h!r} "
-                                          f"(expected one of {', '.join(HEAD_KEYS)})")
-            if h not in EVALUATED_HEADS:
-                raise BlessingConfigError(f"blessing.gated_heads[{i}]: head {h!r} is not evaluated over all "
-                                          f"impressions (evaluated: {', '.join(EVALUATED_HEADS)})")
+            if not isinstance(h, str) or not h.isidentifier():
+                raise BlessingConfigError(f"blessing.gated_heads[{i}]: {h!r} is not a head name")
         for h in self.heads:
             self._check_gated(h, f"blessing.heads.{h}")
         for scen, per_head in self.scenarios.items():
@@ -189,8 +183,6 @@ class BlessingConfig:
         return tuple(h for h in heads if self.gated_heads is None or h in self.gated_heads)
 
     def _check_gated(self, head: str, key: str) -> None:
-        if head not in HEAD_KEYS:
-            raise BlessingConfigError(f"{key}: unknown head {head!r} (expected one of {', '.join(HEAD_KEYS)})")
         if self.gated_heads is not None and head not in self.gated_heads:
             raise BlessingConfigError(f"{key}: head {head!r} is not in gated_heads {list(self.gated_heads)}; "
                                       f"add it to gated_heads to gate it")
@@ -282,11 +274,15 @@ class BlessingConfig:
         return t
 
     def validate_for(self, spec: FeatureSpec, heads: Sequence[str]) -> None:
-        """Checks the gated heads and scenario overrides against the spec and the evaluated heads."""
-        for i, h in enumerate(self.gated_heads or ()):
+        """Checks the gated heads, the per-head and the scenario overrides against the spec and the evaluated
+        heads (the funnel's ctr, ctavr, ctcvr, xcvr that the model serves, or the spec's declared tasks)."""
+        overridden = [(f"blessing.gated_heads[{i}]", h) for i, h in enumerate(self.gated_heads or ())]
+        overridden += [(f"blessing.heads.{h}", h) for h in self.heads]
+        overridden += [(f"blessing.scenarios.{s}.{h}", h) for s, per_head in self.scenarios.items() for h in per_head]
+        for key, h in overridden:
             if h not in heads:
-                raise BlessingConfigError(f"blessing.gated_heads[{i}]: head {h!r} is not evaluated for spec "
-                                          f"{spec.name!r} and these model outputs (evaluated: {list(heads)})")
+                raise BlessingConfigError(f"{key}: head {h!r} is not evaluated for spec {spec.name!r} and these "
+                                          f"model outputs (evaluated: {list(heads)})")
         known = [str(v) for v in spec.scenario.values]
         for s in self.scenarios:
             if s not in known:
@@ -297,9 +293,12 @@ class BlessingConfig:
 
 
 # ------------------------------------------------------------------------------------ eval config
-def evaluated_heads(spec: FeatureSpec, output_keys: Sequence[str] = EVALUATED_HEADS) -> Sequence[str]:
+def evaluated_heads(spec: FeatureSpec, output_keys: Optional[Sequence[str]] = None) -> Sequence[str]:
+    """The served heads with a label over all impressions: the funnel's ctr, ctavr, ctcvr, xcvr, or every
+    declared task (``features.labels.impression_heads``)."""
     labels = head_label_keys(spec)
-    return [h for h in EVALUATED_HEADS if h in output_keys and h in labels]
+    output_keys = impression_heads(spec) if output_keys is None else output_keys
+    return [h for h in impression_heads(spec) if h in output_keys and h in labels]
 
 
 def user_id_feature(spec: FeatureSpec) -> Optional[str]:

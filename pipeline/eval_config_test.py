@@ -177,8 +177,7 @@ def test_round_trip_and_yaml(tmp_path):
     ({"min_auc": True}, r"blessing.min_auc: must be a number"),
     ({"max_auc_drop": -0.1}, r"blessing.max_auc_drop: must be in \[0.0, 1.0\]"),
     ({"min_aucc": 0.5}, r"blessing.min_aucc: unknown key"),
-    ({"gated_heads": ["ctr", "clicks"]}, r"blessing.gated_heads\[1\]: unknown head 'clicks'"),
-    ({"gated_heads": ["cvr"]}, r"blessing.gated_heads\[0\]: head 'cvr' is not evaluated"),
+    ({"gated_heads": ["ctr", "click rate"]}, r"blessing.gated_heads\[1\]: 'click rate' is not a head name"),
     ({"gated_heads": "ctr", "per_scenario": "yes"}, r"blessing.per_scenario: must be true or false"),
     ({"gated_heads": ["ctr"], "heads": {"ctcvr": {"min_auc": 0.55}}},
      r"blessing.heads.ctcvr: head 'ctcvr' is not in gated_heads"),
@@ -205,6 +204,12 @@ def test_spec_dependent_errors():
     with pytest.raises(BlessingConfigError, match=r"blessing.gated_heads\[1\]: head 'ctavr' is not evaluated"):
         build_eval_config(SPEC, ("ctr", "ctcvr"),
                           blessing=BlessingConfig.from_dict({"gated_heads": ["ctr", "ctavr"]}))
+    for raw, key in [({"gated_heads": ["ctr", "clicks"]}, r"blessing.gated_heads\[1\]: head 'clicks'"),
+                     ({"gated_heads": ["cvr"]}, r"blessing.gated_heads\[0\]: head 'cvr'"),  # not over impressions
+                     ({"heads": {"like": {"min_auc": 0.6}}}, r"blessing.heads.like: head 'like'"),
+                     ({"scenarios": {"search": {"cvr": {}}}}, r"blessing.scenarios.search.cvr: head 'cvr'")]:
+        with pytest.raises(BlessingConfigError, match=key + " is not evaluated for spec 'synthetic'"):
+            build_eval_config(SPEC, ALL, blessing=BlessingConfig.from_dict(raw))
     with pytest.raises(BlessingConfigError, match="source.min_auc"):
         BlessingConfig.from_dict({"min_auc": 3}, source="source")
 

@@ -94,3 +94,57 @@ class EntireSpaceHeads(keras.layers.Layer):
         cfg = super().get_config()
         cfg.update(with_action=self.with_action, with_unclick=self.with_unclick)
         return cfg
+
+
+@keras.utils.register_keras_serializable(package="msmt")
+class TaskChainHeads(keras.layers.Layer):
+    r"""Composes the edges of declared tasks (``features.spec.Task``) into one impression-level head per task.
+
+    Each task :math:`t` has one edge, its probability given the task it comes ``after`` (:math:`a(t)`), or given
+    the impression when it comes after none; the head multiplies the edges along the chain, as ESMM composes
+    ``ctcvr`` (Ma et al., SIGIR 2018):
+
+    .. math::
+
+       p_t = \sigma(z_t) \cdot p_{a(t)}, \qquad p_t = \sigma(z_t) \text{ when } t \text{ is after no task}
+
+    so a task is never more likely than the one it comes after (a like never above its click). Edge
+    :math:`t` is learned where it applies through the heads' losses over all impressions, and its base rate is
+    :math:`P(t \mid a(t))` (``edge_events``). Outputs: one key per task, named after it.
+    """
+
+    def __init__(self, tasks=(), **kwargs):
+        super().__init__(**kwargs)
+        self.tasks = tuple((str(name), None if after is None else str(after)) for name, after in tasks)
+        names = [name for name, _ in self.tasks]
+        if not names or len(set(names)) != len(names) or any(a is not None and a not in names for _, a in self.tasks):
+            raise ValueError(f"TaskChainHeads: tasks must be distinct (name, after) pairs whose 'after' is one "
+                             f"of them, got {self.tasks}")
+
+    @property
+    def edges(self):
+        return tuple(name for name, _ in self.tasks)
+
+    @property
+    def output_keys(self):
+        return self.edges
+
+    def edge_events(self):
+        """``{task: (("+task",), ("+after",))}``: each edge predicts its task where the one before is positive."""
+        return {name: ((f"+{name}",), (f"+{after}",) if after else ()) for name, after in self.tasks}
+
+    def call(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        after = dict(self.tasks)
+        out: Dict[str, tf.Tensor] = {}
+
+        def head(name):
+            if name not in out:
+                out[name] = edge_probs[name] if after[name] is None else edge_probs[name] * head(after[name])
+            return out[name]
+
+        return {name: head(name) for name in self.edges}
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(tasks=[list(t) for t in self.tasks])
+        return cfg

@@ -1,0 +1,92 @@
+"""Models over declared tasks (not the funnel): TaskChainHeads' formula, and every model that serves any task
+set builds, trains, round-trips its config and SavedModel; the funnel-only models refuse by name."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from features.labels import label_key
+from models.blocks.heads import TaskChainHeads
+from models.config import ConfigError
+from models.registry import MODELS, build_model, model_outputs, task_models
+from models.testing import savedmodel_round_trip, tiny_batch, tiny_dims
+from models.zoo_test import _config
+
+TASKS = (("click", None), ("like", "click"), ("follow", "like"), ("long_view", None))
+
+
+def _batch(n=128, seed=0):
+    """tiny_batch's features with four task labels: like only after click, follow only after like."""
+    batch = {k: v for k, v in tiny_batch(n, seed).items() if not k.startswith("label_")}
+    rng = np.random.default_rng(seed + 1)
+    click = (batch["item_id"] % 2 == 0).astype(np.float32)
+    like = click * (batch["price"] > 0)
+    follow = like * (rng.random(n) < 0.5)
+    long_view = (batch["price"] > 0.5).astype(np.float32)
+    return dict(batch, **{label_key("click"): click, label_key("like"): like.astype(np.float32),
+                          label_key("follow"): follow.astype(np.float32), label_key("long_view"): long_view})
+
+
+def test_task_chain_heads_multiply_the_edges_along_each_chain():
+    heads = TaskChainHeads(TASKS)
+    edges = {"click": tf.constant([[0.5], [0.2]]), "like": tf.constant([[0.4], [1.0]]),
+             "follow": tf.constant([[0.5], [0.25]]), "long_view": tf.constant([[0.3], [0.9]])}
+    out = heads(edges)
+    expected = {"click": [0.5, 0.2], "like": [0.2, 0.2], "follow": [0.1, 0.05], "long_view": [0.3, 0.9]}
+    assert list(out) == list(expected)
+    for k, v in expected.items():
+        assert out[k].numpy().ravel().tolist() == pytest.approx(v), k
+    assert heads.edges == heads.output_keys == ("click", "like", "follow", "long_view")
+    assert heads.edge_events() == {"click": (("+click",), ()), "like": (("+like",), ("+click",)),
+                                   "follow": (("+follow",), ("+like",)), "long_view": (("+long_view",), ())}
+    assert TaskChainHeads.from_config(heads.get_config()).tasks == TASKS
+    with pytest.raises(ValueError, match="whose 'after' is one of them"):
+        TaskChainHeads((("like", "click"),))
+
+
+def test_the_task_models_are_the_non_funnel_ones_and_the_others_refuse_by_name():
+    assert set(task_models()) == {"shared_bottom", "mmoe", "ple", "star", "pepnet", "aem2tl"}
+    assert model_outputs("mmoe", None, False, True, tasks=TASKS) == ("click", "like", "follow", "long_view")
+    for name in sorted(set(MODELS) - set(task_models())) + ["aem2tl"]:  # AEM2TL with its entire-space module
+        with pytest.raises(ConfigError, match=f"model '{name}' serves the click -> conversion funnel") as e:
+            build_model(name, tiny_dims().to_dict(), _config(name), tasks=TASKS)
+        assert "like (after click), follow (after like)" in str(e.value)
+        assert ("entire_space: false" in str(e.value)) == (name == "aem2tl"), str(e.value)
+
+
+def _task_config(name):
+    return dict(_config(name), entire_space=False) if name == "aem2tl" else _config(name)
+
+
+@pytest.fixture(params=sorted(task_models()))
+def name(request):
+    return request.param
+
+
+def test_a_task_model_serves_one_head_per_task_trains_and_round_trips(name, tmp_path):
+    keras.utils.set_random_seed(1)
+    model = build_model(name, tiny_dims().to_dict(), _task_config(name), tasks=TASKS)
+    batch = _batch()
+    out = model(batch)
+    assert tuple(out) == model.output_keys == model.supervised_heads == model.impression_heads == \
+        ("click", "like", "follow", "long_view")
+    rates = model.initialize_edge_priors([batch])
+    if name == "aem2tl":  # one direct tower per task: each edge is its task over all impressions
+        assert rates["like"] == pytest.approx((batch["label_like"].sum() + 0.5) / (len(batch["label_like"]) + 1))
+    else:  # chained heads: a task is never above the one it comes after
+        p = {k: v.numpy() for k, v in out.items()}
+        assert np.all(p["follow"] <= p["like"] + 1e-7) and np.all(p["like"] <= p["click"] + 1e-7)
+        assert rates["like"] == pytest.approx((batch["label_like"].sum() + 0.5) / (batch["label_click"].sum() + 1))
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    ds = tf.data.Dataset.from_tensors(batch)
+    before = model.evaluate(ds, return_dict=True, verbose=0)["total_loss"]
+    model.fit(ds.repeat(12), verbose=0)
+    assert model.evaluate(ds, return_dict=True, verbose=0)["total_loss"] < before
+    summary = model.calibrate([batch], steps=20)
+    assert summary["heads"] == ["click", "like", "follow", "long_view"]
+    cfg = model.get_config()
+    assert type(model).from_config(cfg).get_config() == cfg and cfg["tasks"] == [list(t) for t in TASKS]
+    expected, got = savedmodel_round_trip(model, _batch(8), tmp_path / "sm")
+    for k, v in expected.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=1e-6)
