@@ -44,6 +44,9 @@ class PipelineConfig:
       tune: add TFX's Tuner before the Trainer: a KerasTuner random search over the model's search space
         (``models.tuning``), ``max_trials`` trials; the Trainer trains with the best point.
       warm_start: initialise the Trainer from the last blessed model's weights (same model and config).
+      transform_cache: Transform reuses the analysis of spans an earlier run analysed (TFT's analyzer cache,
+        read with a ``latest_analyzer_cache_resolver``); off, it analyses all training spans in one pass
+        (``pipeline.deterministic_transform``, measurements in docs/benchmarks.md).
       bulk_inference: add a BulkInferrer that scores the eval split with a blessed model.
       beam_args: Beam pipeline args (DirectRunner by default; Flink/Spark/Dataflow options pass through).
       enable_cache: reuse unchanged component executions.
@@ -76,6 +79,7 @@ class PipelineConfig:
     tune: bool = False
     max_trials: int = 8
     warm_start: bool = False
+    transform_cache: bool = False
     bulk_inference: bool = False
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True

@@ -3,20 +3,20 @@
 import json
 
 from pipeline.config import PipelineConfig
-from pipeline.kubeflow_v2_runner import component_images, compile_pipeline
 from pipeline.deterministic_transform import CACHE_RESOLVER_ID
+from pipeline.kubeflow_v2_runner import component_images, compile_pipeline
 from pipeline.pipeline import COMPONENT_ORDER, RESOLVER_ID
 
 
 def test_compiles_every_component_with_the_image(tmp_path):
     config = PipelineConfig(data="gs://bucket/logs/span-{SPAN}/impressions.csv", spec="synthetic",
-                            output="gs://bucket/msmt", model="ple", warm_start=True)
+                            output="gs://bucket/msmt", model="ple", warm_start=True, transform_cache=True)
     path = compile_pipeline(config, str(tmp_path / "pipeline.json"), image="msmt-rank:test")
     images = component_images(path)
     task = {c: next((t for t in images if t.endswith(c)), None) for c in COMPONENT_ORDER}
     assert None not in task.values(), (task, sorted(images))
     assert any(t.startswith(RESOLVER_ID) for t in images), sorted(images)
-    assert any(t.startswith(CACHE_RESOLVER_ID) for t in images), sorted(images)  # --warm-start: analyzer cache
+    assert any(t.startswith(CACHE_RESOLVER_ID) for t in images), sorted(images)  # --transform-cache
     assert {images[t] for t in task.values()} == {"msmt-rank:test"}
     text = open(path).read()
     doc = json.loads(text)

@@ -108,14 +108,14 @@ def create_components(config: PipelineConfig, local: bool = True) -> List:
     if plan.next_span:
         span_resolver = [training_spans_resolver(example_gen.id, plan)]
         training_examples = span_resolver[0].outputs["examples"]
-    # daily runs (--warm-start) reuse the analysis of the spans an earlier run analysed; other runs analyse
-    # all spans at once, which is faster when nothing recurs (pipeline.deterministic_transform)
-    analyzer_cache = [latest_analyzer_cache_resolver(empty_is_success=local)] if config.warm_start else []
+    # --transform-cache: reuse the analysis of the spans an earlier run analysed; else analyse all training
+    # spans at once (pipeline.deterministic_transform)
+    analyzer_cache = [latest_analyzer_cache_resolver(empty_is_success=local)] if config.transform_cache else []
     transform = DeterministicTransform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, custom_config={"spec": spec.to_dict()},
         analyzer_cache=analyzer_cache[0].outputs[CACHE_KEY] if analyzer_cache else None,
-        disable_analyzer_cache=not config.warm_start,
+        disable_analyzer_cache=not config.transform_cache,
         # StatisticsGen and the ExampleValidator already describe and check the input, and nothing reads
         # Transform's own pre-/post-transform statistics: skipping those two TFDV passes saves ~18% of
         # Transform's time (docs/benchmarks.md)

@@ -1,7 +1,7 @@
 """Four consecutive days of the daily schedule: one new span a day, a rolling two-span training window, a canary.
 
-Each day a new ``span-N`` directory appears and the same ``msmt run --train-spans 2 --warm-start --canary``
-runs on ``span-{SPAN}``. Observed:
+Each day a new ``span-N`` directory appears and the same ``msmt run --train-spans 2 --warm-start
+--transform-cache --canary`` runs on ``span-{SPAN}``. Observed:
 
 * the spans each run trained and evaluated on (run summary, and the Transform's and Evaluator's inputs in
   MLMD): day 0 a hash split of span 0, then train [0] / eval 1, train [0, 1] / eval 2, train [1, 2] / eval 3;
@@ -24,7 +24,8 @@ from tests.helpers import run_cli, served_versions
 
 # Days of ~1,500 rows from 1,000 users: their scenario mix moves by up to ~0.1 from day to day (measured),
 # so the scenario's drift limit is raised; the drift checks are tested in schema_drift_e2e_test.
-RUN = ["--epochs", "1", "--batch-size", "256", "--train-spans", "2", "--warm-start", "--canary", "--min-auc", "0",
+RUN = ["--epochs", "1", "--batch-size", "256", "--train-spans", "2", "--warm-start", "--transform-cache", "--canary",
+       "--min-auc", "0",
        "--max-auc-drop", "1.0", "--max-scenario-shift", "0.3"]
 # The schedule is under test, not the features: a few hashed features keep Transform, the Trainer and the
 # Evaluator short, and keep the embedding shapes from day to day, so that each warm start restores.
