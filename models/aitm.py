@@ -41,9 +41,14 @@ the action (the calibrator rises from 0.016 to 0.094 during training); ``click``
 Differences from the authors' code: no batch normalisation in the towers; each AIT module has its own
 :math:`h_{1..3}` (shared in their code; identical with two tasks).
 
-GradNorm's shared layer W is the last hidden layer of the click tower: :math:`q_1 = z_1` feeds the click head
-directly and every later task through the AIT chain, so every task's loss reaches it (the embedding is
-shared too, but its gradients are sparse and huge).
+Declared tasks (a spec's ``tasks`` other than the funnel): every task has its tower, each task with an
+``after`` gets an AIT module from that task's representation (a forest of chains instead of one funnel), every
+output is the task's end-to-end probability (label ``label_<task>``), and the calibrator and the projection
+bound each task by the task it comes after.
+
+GradNorm's shared layer W is the last hidden layer of the click tower (the first task's): :math:`q_1 = z_1`
+feeds the click head directly and every later task through the AIT chain, so every task's loss reaches it (the
+embedding is shared too, but its gradients are sparse and huge).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models.base import MultiTaskRanker
+from models.blocks.heads import topological_tasks
 from models.blocks.mlp import MLP
 from models.blocks.transfer import AttentionTransfer, calibrator_loss
 from models.config import ConfigError, ModelConfig
@@ -96,15 +102,26 @@ class AITM(MultiTaskRanker):
     train_defaults = {"learning_rate": 0.004, "epochs": 1}
     has_unclick_edge = False
     default_supervised = ("ctr", "ctavr", "ctcvr")
+    serves_declared_tasks = True  # AIT along the 'after' chains, each task from the one it comes after
 
     def build_layers(self) -> None:
         c = self.config
-        self.funnel = ["click"] + (["action"] if self.with_action else []) + ["conversion"]
+        if self.task_graph is None:
+            self.funnel = ["click"] + (["action"] if self.with_action else []) + ["conversion"]
+            self.transfer_from = dict(zip(self.funnel[1:], self.funnel))  # each task from the one before
+        else:  # declared tasks: each task from the one it comes after; a task after none starts a chain
+            ordered = topological_tasks(self.task_graph)
+            self.funnel = [t for t, _ in ordered]
+            self.transfer_from = {t: a for t, a in ordered if a is not None}
         self.task_towers = {t: MLP(c.tower_units, dropout=c.dropout, l2=c.l2, name=f"tower_{t}")
                             for t in self.funnel}
         self.transfers = {t: AttentionTransfer(c.attention_dim, dropout=c.dropout, l2=c.l2, name=f"ait_{t}")
-                          for t in self.funnel[1:]}
+                          for t in self.funnel if t in self.transfer_from}
         self.logits = {t: keras.layers.Dense(1, name=f"logit_{t}") for t in self.funnel}
+
+    def head_of(self, task: str) -> str:
+        """The output key of a task's end-to-end probability (the funnel's heads, or the task's own name)."""
+        return TASK_HEADS[task] if self.task_graph is None else task
 
     @classmethod
     def outputs_for(cls, config, with_action: bool, view_through: bool):
@@ -116,29 +133,31 @@ class AITM(MultiTaskRanker):
         return self.funnel
 
     def edge_events(self):
-        """The funnel tasks are entire-space events: P(click), P(click, action), P(click, conversion)."""
+        """The funnel tasks are entire-space events: P(click), P(click, action), P(click, conversion); a declared
+        task is P(task) over all impressions."""
+        if self.task_graph is not None:
+            return {t: ((f"+{t}",), ()) for t in self.funnel}
         events = {"click": (("+click",), ()), "action": (("+click", "+raction"), ()),
                   "conversion": (("+click", "+conversion"), ())}
         return {t: events[t] for t in self.funnel}
 
     def upstream(self, task: str) -> str:
-        """The task whose probability bounds ``task``'s in the calibrator."""
-        if self.config.calibrator_upstream == "click":
+        """The task whose probability bounds ``task``'s in the calibrator (a declared task: its ``after``)."""
+        if self.task_graph is None and self.config.calibrator_upstream == "click":
             return "click"
-        return self.funnel[self.funnel.index(task) - 1]
+        return self.transfer_from[task]
 
     def task_representations(self, embedded, training=None, return_attention: bool = False):
         """``{task: z_t}`` (and ``{task: attention [B, 2]}`` over (p_{t-1}, q_t) for t >= 2)."""
         x = self.embedding.concat(embedded)
         z, attention = {}, {}
-        previous = None
         for t in self.funnel:
             q = self.task_towers[t](x, training=training)
-            if previous is None:
-                z[t] = q
+            if t in self.transfer_from:
+                z[t], attention[t] = self.transfers[t]([z[self.transfer_from[t]], q], training=training,
+                                                       return_attention=True)
             else:
-                z[t], attention[t] = self.transfers[t]([previous, q], training=training, return_attention=True)
-            previous = z[t]
+                z[t] = q
         return (z, attention) if return_attention else z
 
     def edge_logits(self, embedded, inputs, training=None) -> Dict[str, tf.Tensor]:
@@ -147,15 +166,18 @@ class AITM(MultiTaskRanker):
         return {t: self.logits[t](z[t]) for t in self.funnel}
 
     def compose(self, edge_probs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        out = {TASK_HEADS[t]: edge_probs[t] for t in self.funnel}
-        out["xcvr"] = out["ctcvr"]
+        out = {self.head_of(t): edge_probs[t] for t in self.funnel}
+        if self.task_graph is None:
+            out["xcvr"] = out["ctcvr"]
         return out
 
     def project(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        """Funnel projection: every later task's end-to-end probability is capped by the click probability."""
-        probs = {t: outputs[TASK_HEADS[t]] for t in self.funnel}
-        for t in self.funnel[1:]:
-            probs[t] = tf.minimum(probs[t], probs["click"])
+        """Funnel projection: every later task's end-to-end probability is capped by the click probability (a
+        declared task's by the task it comes after, along the chain)."""
+        probs = {t: outputs[self.head_of(t)] for t in self.funnel}
+        for t in self.funnel:  # topological order: a task's cap is already capped
+            if t in self.transfer_from:
+                probs[t] = tf.minimum(probs[t], probs["click" if self.task_graph is None else self.transfer_from[t]])
         return self.compose(probs)
 
     def call(self, inputs, training=None):
@@ -167,9 +189,9 @@ class AITM(MultiTaskRanker):
 
     def auxiliary_loss(self, inputs, outputs, training=None) -> tf.Tensor:
         """:math:`\\alpha \\sum_t \\mathrm{mean}(\\max(\\hat y_t - \\hat y_{up(t)}, 0))` (0 on projected outputs)."""
-        terms = [calibrator_loss(outputs[TASK_HEADS[t]], outputs[TASK_HEADS[self.upstream(t)]])
-                 for t in self.funnel[1:]]
-        return self.config.calibrator_weight * tf.add_n(terms)
+        terms = [calibrator_loss(outputs[self.head_of(t)], outputs[self.head_of(self.upstream(t))])
+                 for t in self.funnel if t in self.transfer_from]
+        return self.config.calibrator_weight * tf.add_n(terms) if terms else tf.constant(0.0)
 
     def shared_layer_variables(self) -> List[tf.Variable]:
-        return self.task_towers["click"].hidden[-1].trainable_variables
+        return self.task_towers[self.funnel[0]].hidden[-1].trainable_variables

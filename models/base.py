@@ -95,10 +95,9 @@ class MultiTaskRanker(tfrs.models.Model):
             config = parse_config(self.config_class, config, source=type(self).__name__)
         if weighting is None or isinstance(weighting, dict):
             weighting = parse_config(WeightingConfig, weighting, source=f"{type(self).__name__} weighting")
-        refusal = self.declared_tasks_refusal(config) if tasks is not None else None
-        if refusal:
-            raise ValueError(f"{type(self).__name__} cannot serve the declared tasks {[t for t, _ in tasks]}: "
-                             f"{refusal}")
+        if tasks is not None and not self.serves_declared_tasks:
+            raise ValueError(f"{type(self).__name__} is built around the click -> conversion funnel's edges and "
+                             f"cannot serve the declared tasks {[t for t, _ in tasks]}")
         self.input_dims = input_dims
         self.config = config
         self.with_action = bool(with_action)
@@ -132,13 +131,6 @@ class MultiTaskRanker(tfrs.models.Model):
         self.edge_prior = EdgePrior(self.edge_names, name="edge_prior")
         self.calibration = ScenarioCalibration(self.edge_names, self.embedding.dims.num_scenarios,
                                                name="calibration")
-
-    @classmethod
-    def declared_tasks_refusal(cls, config) -> Optional[str]:
-        """Why a model of this class with ``config`` cannot serve a declared task set, or None when it can."""
-        if cls.serves_declared_tasks:
-            return None
-        return "it is built around the edges of the click -> conversion funnel"
 
     @classmethod
     def outputs_for(cls, config, with_action: bool, view_through: bool) -> Tuple[str, ...]:

@@ -11,6 +11,8 @@ y5 = P(buy | action) and y2 = P(buy | click, no action):
 
 trained with BCE on ctr, ctavr and ctcvr over all impressions. There is no view-through path
 (``xcvr = ctcvr``). Without an action label in the spec the decomposition is unavailable and ESM2 reduces to ESMM.
+With declared tasks it composes along the tasks' ``after`` chains as ESMM does (a decomposition such as
+click -> add_to_cart -> buy is then declared as the chain itself).
 """
 
 from __future__ import annotations
@@ -26,3 +28,4 @@ class ESM2(EdgeTowersRanker):
     train_defaults = {"learning_rate": 0.004, "epochs": 1, "weighting": {"strategy": "gradnorm"}}
     has_unclick_edge = False
     default_supervised = ("ctr", "ctavr", "ctcvr")
+    serves_declared_tasks = True  # declared tasks: edge towers composed along the chains

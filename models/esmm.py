@@ -9,6 +9,10 @@ A CTR tower and a CVR tower share only the embedding; CVR is trained through the
    p_{CTCVR} = p_{CTR} \cdot p_{CVR}, \qquad L = \mathrm{BCE}(p_{CTR}, c) + \mathrm{BCE}(p_{CTCVR}, c \wedge d)
 
 ESMM has no view-through path (conversions without a click): ``xcvr = ctcvr``. It ignores the action label.
+
+With declared tasks (``features.spec.Task``) the same idea runs along each ``after`` chain: one tower per task
+predicts it given the task before, and each head is the product along its chain
+(:class:`~models.blocks.heads.TaskChainHeads`), trained with BCE over all impressions.
 """
 
 from __future__ import annotations
@@ -25,3 +29,4 @@ class ESMM(EdgeTowersRanker):
     supports_action = False
     has_unclick_edge = False
     default_supervised = ("ctr", "ctcvr")
+    serves_declared_tasks = True  # declared tasks: edge towers composed along the chains

@@ -48,32 +48,26 @@ def build_model(name: str, input_dims: Dict, config: Optional[Dict] = None, with
     ``supervised_heads`` overrides the model's default set of heads that get a loss; ``tasks`` are the
     spec's declared tasks when they are not the funnel (``features.labels.model_label_arguments``)."""
     cls = model_class(name)
+    check_serves(name, tasks)
     cfg = parse_config(cls.config_class, config, source=f"{source} ({name})")
-    check_serves(name, tasks, cfg)
     wcfg = parse_config(WeightingConfig, weighting, source=f"{source} (weighting)")
     return cls(input_dims=input_dims, config=cfg, with_action=with_action, weighting=wcfg,
                supervised_heads=supervised_heads, view_through=view_through, tasks=tasks)
 
 
 def task_models() -> Tuple[str, ...]:
-    """The models that serve any declared task set, not only the click -> conversion funnel (some only with a
-    config: ``declared_tasks_refusal``)."""
+    """The models that serve any declared task set, not only the click -> conversion funnel."""
     return tuple(name for name, cls in MODELS.items() if cls.serves_declared_tasks)
 
 
-def check_serves(name: str, tasks, config=None) -> None:
-    """ConfigError unless model ``name`` with ``config`` (its dataclass; default: its defaults) serves ``tasks``
-    (None: the funnel, which every model serves)."""
-    if tasks is None:
-        return
-    cls = model_class(name)
-    refusal = cls.declared_tasks_refusal(config if config is not None else cls.config_class())
-    if refusal:
+def check_serves(name: str, tasks) -> None:
+    """ConfigError unless model ``name`` serves ``tasks`` (None: the funnel, which every model serves)."""
+    if tasks is not None and not model_class(name).serves_declared_tasks:
         declared = ", ".join(t + (f" (after {a})" if a else "") for t, a in tasks)
         raise ConfigError(
-            f"model {name!r} serves the click -> conversion funnel here ({refusal}): it needs the tasks 'click' "
-            f"and 'conversion' (each optionally after: click) and optionally 'raction' (after: click), and the "
-            f"spec declares {declared}. Models that serve any declared tasks: {', '.join(task_models())}")
+            f"model {name!r} is built around the edges of the click -> conversion funnel: it needs the tasks "
+            f"'click' and 'conversion' (each optionally after: click) and optionally 'raction' (after: click), and "
+            f"the spec declares {declared}. Models that serve any declared tasks: {', '.join(task_models())}")
 
 
 def train_config(name: str, raw: Optional[Dict] = None, source: str = "train config") -> TrainConfig:
@@ -88,7 +82,7 @@ def model_outputs(name: str, config: Optional[Dict], with_action: bool, view_thr
     """The heads model ``name`` with ``config`` serves for data with these labels (validates the config)."""
     cls = model_class(name)
     cfg = parse_config(cls.config_class, config, source=f"{source} ({name})")
-    check_serves(name, tasks, cfg)
+    check_serves(name, tasks)
     if tasks is not None:
         return tuple(t for t, _ in tasks)
     return cls.outputs_for(cfg, with_action, view_through)

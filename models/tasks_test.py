@@ -1,5 +1,6 @@
 """Models over declared tasks (not the funnel): TaskChainHeads' formula, and every model that serves any task
-set builds, trains, round-trips its config and SavedModel; the funnel-only models refuse by name."""
+set (all but EKTM; AEM2TL with and without its entire-space module) builds, trains, calibrates, round-trips its
+config and SavedModel; EKTM refuses by name."""
 
 import numpy as np
 import pytest
@@ -45,39 +46,46 @@ def test_task_chain_heads_multiply_the_edges_along_each_chain():
         TaskChainHeads((("like", "click"),))
 
 
-def test_the_task_models_are_the_non_funnel_ones_and_the_others_refuse_by_name():
-    assert set(task_models()) == {"shared_bottom", "mmoe", "ple", "star", "pepnet", "aem2tl"}
+def test_every_model_but_ektm_serves_declared_tasks_and_ektm_refuses_by_name():
+    assert set(task_models()) == set(MODELS) - {"ektm"}
     assert model_outputs("mmoe", None, False, True, tasks=TASKS) == ("click", "like", "follow", "long_view")
-    for name in sorted(set(MODELS) - set(task_models())) + ["aem2tl"]:  # AEM2TL with its entire-space module
-        with pytest.raises(ConfigError, match=f"model '{name}' serves the click -> conversion funnel") as e:
-            build_model(name, tiny_dims().to_dict(), _config(name), tasks=TASKS)
-        assert "like (after click), follow (after like)" in str(e.value)
-        assert ("entire_space: false" in str(e.value)) == (name == "aem2tl"), str(e.value)
+    with pytest.raises(ConfigError, match="model 'ektm' is built around the edges of the click -> conversion") as e:
+        build_model("ektm", tiny_dims().to_dict(), _config("ektm"), tasks=TASKS)
+    assert "like (after click), follow (after like)" in str(e.value) and "mmoe" in str(e.value)
 
 
-def _task_config(name):
-    return dict(_config(name), entire_space=False) if name == "aem2tl" else _config(name)
+# Models whose edge is the task over all impressions (not given the task before): AITM's end-to-end outputs and
+# AEM2TL's direct towers (entire_space: false).
+DIRECT = ("aitm", "aem2tl_direct")
 
 
-@pytest.fixture(params=sorted(task_models()))
+def _task_model(name):
+    if name == "aem2tl_direct":
+        return build_model("aem2tl", tiny_dims().to_dict(), dict(_config("aem2tl"), entire_space=False), tasks=TASKS)
+    return build_model(name, tiny_dims().to_dict(), _config(name), tasks=TASKS)
+
+
+@pytest.fixture(params=sorted(task_models()) + ["aem2tl_direct"])
 def name(request):
     return request.param
 
 
-def test_a_task_model_serves_one_head_per_task_trains_and_round_trips(name, tmp_path):
+def test_a_task_model_serves_one_head_per_task_trains_and_calibrates(name):
     keras.utils.set_random_seed(1)
-    model = build_model(name, tiny_dims().to_dict(), _task_config(name), tasks=TASKS)
+    model = _task_model(name)
     batch = _batch()
     out = model(batch)
-    assert tuple(out) == model.output_keys == model.supervised_heads == model.impression_heads == \
-        ("click", "like", "follow", "long_view")
+    assert set(out) == set(model.output_keys) == set(model.impression_heads) == {"click", "like", "follow",
+                                                                                 "long_view"}
+    assert model.supervised_heads == model.output_keys
     rates = model.initialize_edge_priors([batch])
-    if name == "aem2tl":  # one direct tower per task: each edge is its task over all impressions
+    if name in DIRECT:  # the edge is the task over all impressions
         assert rates["like"] == pytest.approx((batch["label_like"].sum() + 0.5) / (len(batch["label_like"]) + 1))
-    else:  # chained heads: a task is never above the one it comes after
-        p = {k: v.numpy() for k, v in out.items()}
-        assert np.all(p["follow"] <= p["like"] + 1e-7) and np.all(p["like"] <= p["click"] + 1e-7)
+    else:  # the edge is the task given the one before
         assert rates["like"] == pytest.approx((batch["label_like"].sum() + 0.5) / (batch["label_click"].sum() + 1))
+    if name != "aem2tl_direct":  # chained or projected: a task is never above the one it comes after
+        p = {k: model(batch)[k].numpy() for k in out}
+        assert np.all(p["follow"] <= p["like"] + 1e-7) and np.all(p["like"] <= p["click"] + 1e-7)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     ds = tf.data.Dataset.from_tensors(batch)
     before = model.evaluate(ds, return_dict=True, verbose=0)["total_loss"]
@@ -87,6 +95,12 @@ def test_a_task_model_serves_one_head_per_task_trains_and_round_trips(name, tmp_
     assert summary["heads"] == ["click", "like", "follow", "long_view"]
     cfg = model.get_config()
     assert type(model).from_config(cfg).get_config() == cfg and cfg["tasks"] == [list(t) for t in TASKS]
-    expected, got = savedmodel_round_trip(model, _batch(8), tmp_path / "sm")
+
+
+@pytest.mark.parametrize("name", ["shared_bottom", "aitm", "aem2tl_direct"])  # chained, AIT, direct outputs
+def test_a_task_model_round_trips_through_a_savedmodel(name, tmp_path):
+    keras.utils.set_random_seed(1)
+    expected, got = savedmodel_round_trip(_task_model(name), _batch(8), tmp_path / "sm")
+    assert set(expected) == {"click", "like", "follow", "long_view"}
     for k, v in expected.items():
         np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=1e-6)

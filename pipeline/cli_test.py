@@ -162,8 +162,8 @@ def test_a_funnel_model_on_a_spec_of_other_tasks_fails_before_any_component_nami
                     "  - {name: like, label: is_like, after: click}\n")
     data = tmp_path / "d.csv"
     data.write_text("user_id,tab,is_click,is_like\nu,a,1,1\n")
-    code = main(["run", "--data", str(data), "--spec", str(spec), "--output", str(tmp_path / "out"), "--model", "esmm"])
+    code = main(["run", "--data", str(data), "--spec", str(spec), "--output", str(tmp_path / "out"), "--model", "ektm"])
     err = capsys.readouterr().err
-    assert code == 1 and "click, like (after click)" in err and "model 'esmm' serves the click -> conversion" in err \
+    assert code == 1 and "click, like (after click)" in err and "model 'ektm' is built around" in err \
         and str(spec) in err and "mmoe" in err, err
     assert not (tmp_path / "out").exists()  # nothing ran

@@ -40,7 +40,7 @@ def test_declared_tasks_are_trained_evaluated_gated_served_and_scored_by_name(sy
     blessing.write_text("min_calibration: null\nmax_calibration: null\n")  # 2,000-row span: judge ranking only
     data = os.path.join(str(root), "data", "span-2", "impressions.csv")
     proc = run_cli(["run", "--data", data, "--spec", str(spec), "--output", str(out), "--model", "mmoe",
-                    "--epochs", "3", "--batch-size", "256", "--min-auc", "0.5", "--blessing", str(blessing)])
+                    "--epochs", "2", "--batch-size", "256", "--min-auc", "0.5", "--blessing", str(blessing)])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert json.loads((out / "run_summary.json").read_text())["status"] == "succeeded"
     _, runs = pipeline_states(str(out))

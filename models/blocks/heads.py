@@ -27,7 +27,7 @@ Outputs: ``ctr``, ``cvr``, ``ctcvr``, ``xcvr`` and, with an action edge, ``ctavr
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -94,6 +94,23 @@ class EntireSpaceHeads(keras.layers.Layer):
         cfg = super().get_config()
         cfg.update(with_action=self.with_action, with_unclick=self.with_unclick)
         return cfg
+
+
+def topological_tasks(tasks) -> Tuple[Tuple[str, Optional[str]], ...]:
+    """``(task, after)`` pairs ordered so that every task comes after the one it depends on (declared order
+    otherwise)."""
+    after = dict(tasks)
+    ordered: list = []
+
+    def visit(name):
+        if name not in ordered:
+            if after[name] is not None:
+                visit(after[name])
+            ordered.append(name)
+
+    for name, _ in tasks:
+        visit(name)
+    return tuple((name, after[name]) for name in ordered)
 
 
 @keras.utils.register_keras_serializable(package="msmt")
