@@ -20,6 +20,11 @@ label                     an int64 column with values only in {0, 1} named like 
                           is_click, clicked), ``conversion`` (conversion, conv, buy, purchase, pay, order)
                           or ``raction`` (action, cart, fav, like, collect); a second column named like the
                           same label is ignored (it would leak the label)
+task                      a 0/1 int64 column named like another engagement label (follow, share, forward,
+                          comment, long_view, complete, hate, ...: ``TASK_WORDS``). When the sample has such
+                          a label, or a click but no conversion label, the draft declares ``tasks`` instead of the
+                          ``labels`` funnel: one task per label column, named after it (``is_like`` ->
+                          ``like``), ``after: click`` when every positive of the sample has a click
 ``request_id``            request_id, req_id, search_id, session_id, query_id, pv_id
 ``timestamp``             ts, timestamp, time, event_time, datetime, date
 a known public layout     the Ali-CCP and AliExpress sample layouts (``KNOWN_LAYOUTS``) give the documented
@@ -91,6 +96,10 @@ LABEL_WORDS = (
                     "pay", "paid", "order", "ordered")),
     ("raction", ("action", "cart", "addcart", "fav", "favorite", "favourite", "like", "liked", "collect")),
 )
+# Other engagement labels (tokens of the column name): each becomes a declared task (docs/spec.md#tasks).
+TASK_WORDS = ("follow", "followed", "share", "shared", "forward", "forwarded", "comment", "commented", "long",
+              "longview", "complete", "completed", "finish", "finished", "hate", "dislike", "subscribe",
+              "subscribed", "download", "install", "register", "retain", "retained")
 REQUEST_ID_NAMES = ("request_id", "req_id", "requestid", "search_id", "searchid", "session_id", "sessionid",
                     "query_id", "queryid", "pv_id", "pvid")
 TIMESTAMP_NAMES = ("ts", "timestamp", "time", "time_stamp", "event_time", "event_ts", "datetime", "date",
@@ -611,8 +620,8 @@ class Guess:
     """The draft's decision for one column and the reason written beside it."""
 
     column: str
-    kind: str                         # feature | label | ignore | request_id | timestamp | skip
-    role: Optional[str] = None        # feature role, or the label key
+    kind: str                         # feature | label | task | ignore | request_id | timestamp | skip
+    role: Optional[str] = None        # feature role, the label key, or the task's name
     entry: Dict[str, Any] = dataclasses.field(default_factory=dict)
     group: Optional[str] = None
     reason: str = ""
@@ -743,6 +752,14 @@ def _guess_column(stats: ColumnStats, rows: int, layout: Optional[Layout], taken
             return Guess(name, "label", key, reason=f"{rate}{floats}, named like a {key} label -> label {key}",
                          todo=todo)
         label_note = f"named like a {key} label but not only 0/1, so not a label; "
+    if key is None and not _is_id_name(name) and stats.lists == 0 and stats.is_binary and \
+            any(t in TASK_WORDS for t in _tokens(name)):
+        todo = None
+        if stats.positives in (0, stats.present):
+            todo = f"{'no' if stats.positives == 0 else 'every'} row is positive in the sample: check that this is " \
+                   f"a label"
+        return Guess(name, "task", reason=f"{_pct(stats.positives, stats.present)} positive, named like an "
+                                          f"engagement label -> task", todo=todo)
     if lower in REQUEST_ID_NAMES and "request_id" not in taken:
         taken["request_id"] = name
         return Guess(name, "request_id", reason="named like a request id -> request_id (groups the impressions "
@@ -836,6 +853,46 @@ def _implies(profile: Profile, a: str, b: str) -> Optional[bool]:
     return all(y == 1 for x, y in zip(sa, sb) if x == 1)
 
 
+def _task_name(column: str, taken: List[str]) -> str:
+    """A task name from a label column: its name's tokens without a leading ``is`` (``is_like`` -> ``like``)."""
+    tokens = _tokens(column)
+    if len(tokens) > 1 and tokens[0] == "is":
+        tokens = tokens[1:]
+    name = "_".join(tokens) or "task"
+    name = name if name[0].isalpha() else "task_" + name
+    unique, n = name, 2
+    while unique in taken:
+        unique, n = f"{name}_{n}", n + 1
+    return unique
+
+
+def _declare_tasks(profile: Profile, guesses: Dict[str, Guess], click: Optional[str]) -> None:
+    """Turn every label and task guess into a declared task (in column order), ``after`` the click task where
+    every positive of the sample has a click."""
+    names: List[str] = []
+    click_task = None
+    for g in guesses.values():
+        if g.kind not in ("label", "task"):
+            continue
+        was = f"named like a {g.role} label" if g.kind == "label" else "named like an engagement label"
+        g.kind, g.role = "task", _task_name(g.column, names)
+        names.append(g.role)
+        g.entry = {"name": g.role, "label": g.column}
+        if g.column == click:
+            click_task = g.role
+        g.reason = g.reason.split(" -> ")[0].split(", named like")[0] + f", {was} -> task {g.role}"
+    if click_task is None:
+        return
+    for g in guesses.values():
+        if g.kind == "task" and g.column != click:
+            implied = _implies(profile, g.column, click)
+            if implied is True:
+                g.entry["after"] = click_task
+                g.reason += f", after {click_task}: every positive has a click in the sample"
+            elif implied is False:
+                g.reason += f"; some positives have no click, so not after {click_task}"
+
+
 def guess_columns(profile: Profile) -> Tuple[Dict[str, Guess], Optional[Layout], List[str]]:
     """One :class:`Guess` per column, the known layout (if any) and the warnings (what the user must check)."""
     names = set(profile.columns)
@@ -898,9 +955,15 @@ def guess_columns(profile: Profile) -> Tuple[Dict[str, Guess], Optional[Layout],
             scenario.todo = "one scenario value in the sample: list every scenario value of the full log"
         if stats.missing:
             scenario.todo = f"{_pct(stats.missing, profile.rows)} missing scenario (unknown slot): check"
-    # Required labels.
     labels = {g.role: g.column for g in guesses.values() if g.kind == "label"}
-    for key in ("click", "conversion"):
+    # Another engagement label, or a click label without a conversion: declared tasks, not the funnel.
+    declares_tasks = any(g.kind == "task" for g in guesses.values()) or ("click" in labels and
+                                                                       "conversion" not in labels)
+    if declares_tasks:
+        _declare_tasks(profile, guesses, labels.get("click"))
+        labels = {}
+    # Required labels of the funnel.
+    for key in ("click", "conversion") if not declares_tasks else ():
         if key not in labels:
             near = [n for n in profile.columns if _label_key(n) == key and not _is_oracle(n)]
             hint = f" ({', '.join(near)} named so, but not 0/1)" if near else ""
@@ -916,7 +979,7 @@ def guess_columns(profile: Profile) -> Tuple[Dict[str, Guess], Optional[Layout],
             g.reason += "; some positives have no click (view-through conversions)"
     for g in guesses.values():
         if g.todo:
-            where = f"labels.{g.role} ({g.column})" if g.kind == "label" else g.column
+            where = {"label": f"labels.{g.role} ({g.column})", "task": f"tasks ({g.column})"}.get(g.kind, g.column)
             warnings.append(f"{where}: {g.todo}")
     if profile.malformed:
         warnings.append(f"{profile.malformed} malformed line(s) skipped (wrong field count or bad quoting), e.g. "
@@ -1032,11 +1095,17 @@ def render(profile: Profile, guesses: Dict[str, Guess], layout: Optional[Layout]
                 block.append((f"{group}: [{', '.join(_q(c) for c in groups[group])}]", why[group]))
         lines += _aligned(block, "  ")
 
+    tasks = [g for g in guesses.values() if g.kind == "task"]
     labels = {g.role: g for g in guesses.values() if g.kind == "label"}
-    spec["labels"] = {}
-    lines.append("labels:")
+    if tasks:
+        spec["tasks"] = [g.entry for g in tasks]
+        lines.append("tasks:                 # one binary task per label column (docs/spec.md#tasks)")
+        lines += _aligned([(f"- {_flow(g.entry)}", note(g)) for g in tasks], "  ")
+    else:
+        spec["labels"] = {}
+        lines.append("labels:")
     block = []
-    for key in ("click", "raction", "conversion"):
+    for key in ("click", "raction", "conversion") if not tasks else ():
         g = labels.get(key)
         if g:
             spec["labels"][key] = g.column
@@ -1092,9 +1161,13 @@ def summary(draft: Draft) -> str:
     for f in draft.spec["features"]:
         roles[f["role"]] = roles.get(f["role"], 0) + 1
     scen = next(f for f in draft.spec["features"] if f["role"] == "scenario")
-    labels = ", ".join(f"{k}={v}" for k, v in draft.spec["labels"].items())
+    if "tasks" in draft.spec:
+        labels = "tasks " + ", ".join(t["name"] + (f" (after {t['after']})" if "after" in t else "")
+                                      for t in draft.spec["tasks"])
+    else:
+        labels = "labels " + ", ".join(f"{k}={v}" for k, v in draft.spec["labels"].items())
     return (f"{len(draft.spec['features'])} features ({', '.join(f'{n} {r}' for r, n in roles.items())}), "
-            f"scenario {scen['name']} {scen['values']}, labels {labels}, "
+            f"scenario {scen['name']} {scen['values']}, {labels}, "
             f"{len(draft.spec.get('ignore', []))} ignored, from {draft.profile.rows} rows")
 
 

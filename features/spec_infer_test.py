@@ -16,7 +16,7 @@ import yaml
 from features import spec_infer
 from features.row_check import RowChecker, infer_column_types, split_csv_line
 from features.spec import builtin_spec_path, load_spec
-from features.spec_infer import InferError, infer_spec
+from features.spec_infer import InferError, infer_spec, summary
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
@@ -405,3 +405,26 @@ def test_kuairand_shaped_log_takes_tab_as_the_scenario(tmp_path):
     spec = _load(tmp_path, draft)
     assert spec.scenario.name == "tab" and spec.scenario.values == ("0", "1", "2", "4", "6")
     assert spec.feature("onehot_feat0").role != "scenario"
+    # Its engagement labels are declared tasks (no conversion label: not the funnel), after click where every
+    # positive of the sample has a click; labels without a positive (follow, forward, hate) are tasks too,
+    # flagged for checking.
+    assert [(t.name, t.label, t.after) for t in spec.tasks] == [
+        ("click", "is_click", None), ("like", "is_like", "click"), ("follow", "is_follow", None),
+        ("comment", "is_comment", "click"), ("forward", "is_forward", None), ("hate", "is_hate", None),
+        ("long_view", "long_view", "click")]
+    assert "- {name: like, label: is_like, after: click}" in draft.text
+    assert {w.split(":")[0] for w in draft.warnings if "no row is positive" in w} == {
+        "tasks (is_follow)", "tasks (is_forward)", "tasks (is_hate)"}
+    assert "TODO_" not in draft.text and not spec.is_funnel
+    assert "tasks click, like (after click)" in summary(draft)
+
+
+def test_one_click_label_across_domains_is_a_single_task(tmp_path):
+    rng = random.Random(2)
+    rows = [[f"u{rng.randrange(50)}", f"n{rng.randrange(200)}", rng.choice(["books", "movies", "music"]),
+             int(rng.random() < 0.2)] for _ in range(300)]
+    draft = infer_spec(_write_csv(tmp_path / "douban.csv", ["user_id", "item_id", "domain", "click"], rows))
+    spec = _load(tmp_path, draft)
+    assert spec.scenario.name == "domain" and [(t.name, t.label, t.after) for t in spec.tasks] == [
+        ("click", "click", None)]
+    assert not any("conversion" in w for w in draft.warnings), draft.warnings
