@@ -93,6 +93,7 @@ def _build_pipeline_config(args, model_config, train, blessing):
                           span=getattr(args, "span", None), eval_split=args.eval_split,
                           train_spans=args.train_spans, tune=args.tune, max_trials=args.max_trials,
                           warm_start=getattr(args, "warm_start", False),
+                          transform_cache=getattr(args, "transform_cache", False),
                           bulk_inference=getattr(args, "bulk_inference", False),
                           beam_args=tuple(args.beam_arg) if args.beam_arg else DEFAULT_BEAM_ARGS,
                           enable_cache=not args.no_cache,
@@ -299,9 +300,12 @@ def _add_run_options(p) -> None:
                         "with the best point")
     p.add_argument("--max-trials", type=int, default=8, help="--tune: trials of the search (default 8)")
     p.add_argument("--warm-start", action="store_true",
-                   help="daily runs: initialise the model from the last blessed model (same model, config and "
-                        "table sizes), and let Transform reuse its analysis of spans an earlier run analysed "
-                        "(TFT analyzer cache)")
+                   help="initialise the model from the last blessed model (same model, config and table sizes)")
+    p.add_argument("--transform-cache", action="store_true",
+                   help="Transform reuses its analysis of the spans an earlier run analysed (TFT's analyzer "
+                        "cache; for a window that moves by a span a day). Off (default): one joint analysis of "
+                        "all training spans, which was as fast at 200k rows a span and keeps an unchanged rerun "
+                        "cached (docs/benchmarks.md)")
     p.add_argument("--bulk-inference", action="store_true",
                    help="add a BulkInferrer that scores the eval split with the blessed model")
     _add_beam_options(p)
@@ -332,7 +336,7 @@ def _add_data_parser(sub) -> None:
     dp.set_defaults(func=lambda _args: (dp.print_help(), 2)[1])
     datasets = "\n\n".join(ADAPTERS[n].help for n in names())
     p = data_sub.add_parser(
-        "prepare", help="convert a public dataset download (aliccp, aliexpress, alimama) into impression logs",
+        "prepare", help=f"convert a public dataset download ({', '.join(names())}) into impression logs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Convert the public download in --input DIR into this project's impression log, streaming "
                     "with bounded memory.\n\n" + datasets + "\n\n"

@@ -7,6 +7,8 @@ aliccp     Ali-CCP raw (Tianchi 408): sample_skeleton + common_features  field 3
 aliexpress AliExpress search logs, one train/test pair per country      country (from the path or --country)
 alimama    Ali-mama (Tianchi 56): raw_sample + ad_feature + user_profile city level (new_user_class_level, 0 =
            (+ behavior_log for conversion / raction labels)             missing)
+kuairand   KuaiRand-Pure / -1K: log_standard_* + user_features_* +       tab (the app page, 0-14)
+           video_features_basic_* (log_random_* counted, not written)
 ========== ============================================================ ==========================================
 
 Every adapter writes ``OUTPUT/{train,test}/impressions.csv``, ``OUTPUT/spec.yaml`` and
@@ -21,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from features.datasets import aliccp, aliexpress, alimama
+from features.datasets import aliccp, aliexpress, alimama, kuairand
 from features.datasets.common import BadLine, PrepareError, PrepareOptions
 
 __all__ = ["ADAPTERS", "Adapter", "BadLine", "PrepareError", "PrepareOptions", "get", "make_options", "names",
@@ -48,6 +50,7 @@ ADAPTERS: Dict[str, Adapter] = {a.name: a for a in (
     Adapter(aliccp.NAME, aliccp.HELP, aliccp.AliccpOptions, aliccp.prepare),
     Adapter(aliexpress.NAME, aliexpress.HELP, aliexpress.AliExpressOptions, aliexpress.prepare),
     Adapter(alimama.NAME, alimama.HELP, alimama.AlimamaOptions, alimama.prepare),
+    Adapter(kuairand.NAME, kuairand.HELP, kuairand.KuairandOptions, kuairand.prepare),
 )}
 
 

@@ -483,7 +483,8 @@ class PrepareRun:
         for key, col in self.labels.items():
             if values[col] == 1:
                 counts[key] += 1
-        if values[self.labels["conversion"]] == 1 and values[self.labels["click"]] == 0:
+        if {"click", "conversion"} <= set(self.labels) and values[self.labels["conversion"]] == 1 \
+                and values[self.labels["click"]] == 0:
             counts["conversion_without_click"] += 1
         return True
 
@@ -590,6 +591,9 @@ def write_spec(path: str, spec: Dict[str, Any], comment: str) -> None:
         if spec.get(key):
             lines.append(f"{key}:")
             lines.extend(f"  {flow(k)}: {flow(v)}" for k, v in spec[key].items())
+    if spec.get("tasks"):
+        lines.append("tasks:")
+        lines.extend(f"  - {flow(t)}" for t in spec["tasks"])
     for key in ("ignore", "request_id", "timestamp"):
         if spec.get(key):
             lines.append(f"{key}: {flow(spec[key])}")
