@@ -20,26 +20,16 @@ import os
 
 from pipeline import mlmd
 from serving.versions import read_served
-from tests.helpers import run_cli, served_versions
+from tests.helpers import SMALL_SYNTHETIC_FEATURES, SMALL_SYNTHETIC_IGNORE, run_cli, served_versions
 
 # Days of ~1,500 rows from 1,000 users: their scenario mix moves by up to ~0.1 from day to day (measured),
 # so the scenario's drift limit is raised; the drift checks are tested in schema_drift_e2e_test.
 RUN = ["--epochs", "1", "--batch-size", "256", "--train-spans", "2", "--warm-start", "--transform-cache", "--canary",
-       "--min-auc", "0",
-       "--max-auc-drop", "1.0", "--max-scenario-shift", "0.3"]
+       "--min-auc", "0", "--max-auc-drop", "1.0", "--max-scenario-shift", "0.3"]
 # The schedule is under test, not the features: a few hashed features keep Transform, the Trainer and the
 # Evaluator short, and keep the embedding shapes from day to day, so that each warm start restores.
-SPEC = """
-name: daily
-features:
-  - {name: user_id, role: id, dtype: string, encoding: hash, hash_buckets: 2000}
-  - {name: item_id, role: id, dtype: string, encoding: hash, hash_buckets: 600}
-  - {name: scenario, role: scenario, dtype: string, values: [home_feed, search, detail_page]}
-  - {name: item_price, role: numeric, transform: log1p_zscore, default: 0.0}
-labels: {click: click, raction: action, conversion: conversion}
-ignore: [request_id, ts, span, user_segment, user_age, user_gender, user_activity, item_category, item_brand,
-         item_popularity, item_tags, hour, device, p_click, p_click_action, p_click_conv, p_conv]
-"""
+SPEC = ("name: daily\n" + SMALL_SYNTHETIC_FEATURES + "labels: {click: click, raction: action, conversion: conversion}\n"
+        + SMALL_SYNTHETIC_IGNORE)
 MODEL = "embedding_dim: 4\nbottom_units: [16]\ntower_units: [8]\n"
 EXPECTED_SPANS = [{"mode": "hash", "train_spans": [], "eval_span": None},
                   {"mode": "next-span", "train_spans": [0], "eval_span": 1},

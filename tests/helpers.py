@@ -54,6 +54,19 @@ def run_python(code: str, result_path: str, args: Optional[List[str]] = None, ti
     return finish_python(start_python(code, result_path, args), result_path, timeout)
 
 
+# A small spec over the synthetic logs (features.synthetic): four features, hashed ids, so that a pipeline run is
+# short and its embedding shapes do not change from day to day; the labels are the caller's.
+SMALL_SYNTHETIC_FEATURES = """features:
+  - {name: user_id, role: id, dtype: string, encoding: hash, hash_buckets: 2000}
+  - {name: item_id, role: id, dtype: string, encoding: hash, hash_buckets: 600}
+  - {name: scenario, role: scenario, dtype: string, values: [home_feed, search, detail_page]}
+  - {name: item_price, role: numeric, transform: log1p_zscore, default: 0.0}
+"""
+SMALL_SYNTHETIC_IGNORE = """ignore: [request_id, ts, span, user_segment, user_age, user_gender, user_activity, item_category,
+         item_brand, item_popularity, item_tags, hour, device, p_click, p_click_action, p_click_conv, p_conv]
+"""
+
+
 def run_cli(args: List[str], timeout: int = 1500) -> subprocess.CompletedProcess:
     """Run ``python -m pipeline.cli ARGS`` and return the completed process (output captured)."""
     return subprocess.run([sys.executable, "-m", "pipeline.cli"] + args, cwd=REPO_ROOT, env=child_env(),

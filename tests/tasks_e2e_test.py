@@ -14,23 +14,15 @@ import json
 import os
 
 from pipeline.results import read_tfma_metrics
-from tests.helpers import component, pipeline_states, run_cli, serve_eval_examples, served_versions
+from tests.helpers import SMALL_SYNTHETIC_FEATURES, SMALL_SYNTHETIC_IGNORE, component, pipeline_states, run_cli, \
+    serve_eval_examples, served_versions
 
 TASKS = ["click", "like", "purchase"]
-SPEC = """
-name: feed
-features:
-  - {name: user_id, role: id, dtype: string, encoding: hash, hash_buckets: 2000}
-  - {name: item_id, role: id, dtype: string, encoding: hash, hash_buckets: 600}
-  - {name: scenario, role: scenario, dtype: string, values: [home_feed, search, detail_page]}
-  - {name: item_price, role: numeric, transform: log1p_zscore, default: 0.0}
-tasks:
+SPEC = ("name: feed\n" + SMALL_SYNTHETIC_FEATURES + """tasks:
   - {name: click, label: click}
   - {name: like, label: action, after: click}
   - {name: purchase, label: conversion}
-ignore: [request_id, ts, span, user_segment, user_age, user_gender, user_activity, item_category, item_brand,
-         item_popularity, item_tags, hour, device, p_click, p_click_action, p_click_conv, p_conv]
-"""
+""" + SMALL_SYNTHETIC_IGNORE)
 
 
 def test_declared_tasks_are_trained_evaluated_gated_served_and_scored_by_name(synthetic_run, tmp_path):

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -189,59 +188,11 @@ def parse_common_line(line: str) -> Tuple[str, Tuple[str, ...], List[str], bool]
     for field, (fid, value) in found.items():
         parse_int_cell(fid, field)
         if field in VALUE_FIELDS:
-            _check_float(value, f"D{field}")
+            common.check_finite_number(value, f"D{field}")
     return idx, _cells(found, USER_FIELDS), multi, num_ok
 
 
-def _check_float(text: str, column: str) -> None:
-    try:
-        v = float(text)
-    except ValueError:
-        raise BadLine("wrong_type", f"{text!r} is not a number", column, text) from None
-    if not math.isfinite(v):
-        raise BadLine("non_finite", f"{text!r} is not a finite number", column, text)
-
-
 # ------------------------------------------------------------------------------------------------ the join
-class CommonFeatureIndex:
-    """``common_feature_index`` -> user cells, in an on-disk SQLite table, behind an LRU cache."""
-
-    def __init__(self, conn, table: str, cache_size: int):
-        self.conn, self.table, self.cache_size = conn, table, cache_size
-        cols = ", ".join(f"c{i} TEXT" for i in range(len(USER_COLUMNS)))
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(f"CREATE TABLE {table} (idx TEXT PRIMARY KEY, {cols}) WITHOUT ROWID")
-        marks = ", ".join("?" * (len(USER_COLUMNS) + 1))
-        self.inserter = common.BatchInserter(conn, f"INSERT OR IGNORE INTO {table} VALUES ({marks})")
-        self.select = f"SELECT * FROM {table} WHERE idx = ?"
-        self.cache: "collections.OrderedDict[str, Optional[Tuple[str, ...]]]" = collections.OrderedDict()
-        self.hits = self.misses = 0
-
-    def add(self, idx: str, cells: Tuple[str, ...]) -> None:
-        self.inserter.add((idx,) + cells)
-
-    def close_inserts(self) -> None:
-        self.inserter.flush()
-
-    def get(self, idx: str) -> Optional[Tuple[str, ...]]:
-        cache = self.cache
-        if idx in cache:
-            self.hits += 1
-            cache.move_to_end(idx)
-            return cache[idx]
-        self.misses += 1
-        row = self.conn.execute(self.select, (idx,)).fetchone()
-        value = tuple(row[1:]) if row else None
-        cache[idx] = value
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
-        return value
-
-    def drop(self) -> None:
-        self.cache.clear()
-        self.conn.execute(f"DROP TABLE IF EXISTS {self.table}")
-
-
 def prepare(options: AliccpOptions, echo: Optional[common.Echo] = None) -> Dict[str, Any]:
     """Convert the Ali-CCP raw files under ``options.input``; returns the summary (also in
     ``OUTPUT/prepare_summary.json``). Raises :class:`PrepareError` with a clear message on bad input."""
@@ -271,10 +222,11 @@ def _display(run: common.PrepareRun, path: str) -> str:
 
 
 def _build_index(run: common.PrepareRun, conn, path: str, split: str, options: AliccpOptions,
-                 extra: Dict[str, Any]) -> CommonFeatureIndex:
+                 extra: Dict[str, Any]) -> common.LookupTable:
     display = _display(run, path)
     run.say(f"indexing the user fields of {display} (on disk)")
-    index = CommonFeatureIndex(conn, f"common_{split}", options.cache_size)
+    # common_feature_index -> the user cells
+    index = common.LookupTable(conn, f"common_{split}", len(USER_COLUMNS), options.cache_size, key_type="TEXT")
     truncated: Dict[str, int] = collections.Counter()
     mismatch = 0
     for lineno, line in run.lines(path, display, noun="common-feature lines", skip_header=False):
@@ -297,7 +249,7 @@ def _build_index(run: common.PrepareRun, conn, path: str, split: str, options: A
     return index
 
 
-def _join(run: common.PrepareRun, index: CommonFeatureIndex, path: str, split: str, extra: Dict[str, Any]) -> None:
+def _join(run: common.PrepareRun, index: common.LookupTable, path: str, split: str, extra: Dict[str, Any]) -> None:
     display = _display(run, path)
     run.say(f"joining {display} -> {split}")
     truncated: Dict[str, int] = collections.Counter()

@@ -44,6 +44,7 @@ import csv
 import dataclasses
 import gzip
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -190,6 +191,17 @@ def parse_int_cell(text: str, column: str) -> int:
         raise BadLine("wrong_type", f"{text!r} is not an integer", column, text) from None
 
 
+def check_finite_number(text: str, column: str) -> float:
+    """``text`` as a finite number; BadLine ``wrong_type`` (not a number) or ``non_finite`` (NaN, inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadLine("wrong_type", f"{text!r} is not a number", column, text) from None
+    if not math.isfinite(value):
+        raise BadLine("non_finite", f"{text!r} is not a finite number", column, text)
+    return value
+
+
 def format_count(n: int) -> str:
     return f"{n:,}"
 
@@ -250,6 +262,51 @@ class BatchInserter:
         self.inserted += stored
         self.ignored += len(self.pending) - stored
         self.pending = []
+
+
+class LookupTable:
+    """Key -> a row of ``width`` text cells, in an on-disk table of the scratch database, behind an LRU cache of
+    ``cache_size`` rows (consecutive lines of one user or video hit it). A side table (Ali-CCP's common features,
+    KuaiRand's users and videos) is streamed in with :meth:`add` (a duplicate key keeps its first row, counted
+    in ``inserter.ignored``), then read with :meth:`get` (None for a key it does not hold); ``hits`` and
+    ``misses`` count the cache's work for the summary."""
+
+    def __init__(self, conn: sqlite3.Connection, table: str, width: int, cache_size: int,
+                 key_type: str = "INTEGER"):
+        self.conn, self.table, self.cache_size = conn, table, cache_size
+        cols = [f"c{i}" for i in range(width)]
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"CREATE TABLE {table} (k {key_type} PRIMARY KEY, {', '.join(c + ' TEXT' for c in cols)}) "
+                     f"WITHOUT ROWID")
+        marks = ", ".join("?" * (width + 1))
+        self.inserter = BatchInserter(conn, f"INSERT OR IGNORE INTO {table} VALUES ({marks})")
+        self.select = f"SELECT {', '.join(cols)} FROM {table} WHERE k = ?"
+        self.cache: "collections.OrderedDict[Any, Optional[Tuple[str, ...]]]" = collections.OrderedDict()
+        self.hits = self.misses = 0
+
+    def add(self, key, cells: Tuple[str, ...]) -> None:
+        self.inserter.add((key,) + tuple(cells))
+
+    def close_inserts(self) -> None:
+        self.inserter.flush()
+
+    def get(self, key) -> Optional[Tuple[str, ...]]:
+        cache = self.cache
+        if key in cache:
+            self.hits += 1
+            cache.move_to_end(key)
+            return cache[key]
+        self.misses += 1
+        row = self.conn.execute(self.select, (key,)).fetchone()
+        value = tuple(row) if row else None
+        cache[key] = value
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
+        return value
+
+    def drop(self) -> None:
+        self.cache.clear()
+        self.conn.execute(f"DROP TABLE IF EXISTS {self.table}")
 
 
 def peak_rss_mb() -> Optional[float]:

@@ -320,12 +320,7 @@ def _number_cell(text: str, column: str) -> str:
     """An optional finite number ('' stays missing)."""
     text = text.strip()
     if text:
-        try:
-            value = float(text)
-        except ValueError:
-            raise BadLine("wrong_type", f"{text!r} is not a number", column, text) from None
-        if not math.isfinite(value):
-            raise BadLine("non_finite", f"{text!r} is not a finite number", column, text)
+        common.check_finite_number(text, column)
     return text
 
 
@@ -342,41 +337,7 @@ CELL_PARSERS: Dict[str, Callable[[str, str], str]] = {"string": _string_cell, "i
 
 
 # ------------------------------------------------------------------------------------------------ side tables
-class SideTable:
-    """Integer id -> feature cells of a side table, in an on-disk SQLite table, behind an LRU cache."""
-
-    def __init__(self, conn, name: str, width: int, cache_size: int):
-        self.conn, self.name, self.width, self.cache_size = conn, name, width, cache_size
-        cols = [f"c{i}" for i in range(width)]
-        conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, {', '.join(c + ' TEXT' for c in cols)})")
-        marks = ", ".join("?" * (width + 1))
-        self.inserter = common.BatchInserter(conn, f"INSERT OR IGNORE INTO {name} VALUES ({marks})")
-        self.select = f"SELECT {', '.join(cols)} FROM {name} WHERE id = ?"
-        self.cache: "collections.OrderedDict[int, Optional[Tuple[str, ...]]]" = collections.OrderedDict()
-        self.hits = self.misses = 0
-
-    def add(self, key: int, cells: Tuple[str, ...]) -> None:
-        self.inserter.add((key,) + cells)
-
-    def close_inserts(self) -> None:
-        self.inserter.flush()
-
-    def get(self, key: int) -> Optional[Tuple[str, ...]]:
-        cache = self.cache
-        if key in cache:
-            self.hits += 1
-            cache.move_to_end(key)
-            return cache[key]
-        self.misses += 1
-        row = self.conn.execute(self.select, (key,)).fetchone()
-        value = tuple(row) if row else None
-        cache[key] = value
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
-        return value
-
-
-def load_table(run: common.PrepareRun, table: SideTable, files: Sequence[InputFile], key: str,
+def load_table(run: common.PrepareRun, table: common.LookupTable, files: Sequence[InputFile], key: str,
                features: Sequence[Tuple[str, str]], noun: str) -> None:
     """Stream the side-table ``files`` into ``table``: ``key`` -> the cells of ``features`` (checked by kind)."""
     parsers = [(c, CELL_PARSERS[kind]) for c, kind in features]
@@ -417,9 +378,9 @@ def prepare(options: KuairandOptions, echo: Optional[common.Echo] = None) -> Dic
     with common.PrepareRun(layout, options, echo) as run:
         conn = common.open_scratch_db(os.path.join(run.work_dir, "side_tables.sqlite"))
         try:
-            users = SideTable(conn, "users", len(USER_FEATURES), options.cache_size)
+            users = common.LookupTable(conn, "users", len(USER_FEATURES), options.cache_size)
             load_table(run, users, files["users"], "user_id", USER_FEATURES, "users")
-            videos = SideTable(conn, "videos", len(VIDEO_FEATURES), options.cache_size)
+            videos = common.LookupTable(conn, "videos", len(VIDEO_FEATURES), options.cache_size)
             load_table(run, videos, files["videos"], "video_id", VIDEO_FEATURES, "videos")
             for name, table in (("users", users), ("videos", videos)):
                 extra[f"{name}_loaded"] = table.inserter.inserted
@@ -441,8 +402,8 @@ def prepare(options: KuairandOptions, echo: Optional[common.Echo] = None) -> Dic
         return run.finish(extra=extra)
 
 
-def _log(run: common.PrepareRun, f: InputFile, split: str, pos: Dict[str, int], width: int, users: SideTable,
-         videos: SideTable, extra: Dict[str, Any], rows_per_date: Dict[str, int]) -> None:
+def _log(run: common.PrepareRun, f: InputFile, split: str, pos: Dict[str, int], width: int, users: common.LookupTable,
+         videos: common.LookupTable, extra: Dict[str, Any], rows_per_date: Dict[str, int]) -> None:
     """Join one standard log with the side tables and write its rows to ``split``."""
     iu, iv, ih, it = pos["user_id"], pos["video_id"], pos["hourmin"], pos[SCENARIO]
     passed = [pos[c] for c in ("date", "hourmin", TIMESTAMP)]
