@@ -182,6 +182,11 @@ class Labels:
                      for key, col in sorted(self.columns().items(), key=lambda kv: LABEL_KEYS.index(kv[0])))
 
 
+def describe_tasks(tasks) -> str:
+    """``click, like (after click)``: ``(name, after)`` pairs of declared tasks, for messages and summaries."""
+    return ", ".join(name + (f" (after {after})" if after else "") for name, after in tasks)
+
+
 def funnel_labels(tasks: Tuple[Task, ...]) -> Optional[Labels]:
     """The tasks as the click -> action -> conversion funnel, or None when they are another task set.
 
@@ -253,7 +258,7 @@ class FeatureSpec:
 
     def describe_tasks(self) -> str:
         """``click, like (after click)``: the declared tasks, for messages."""
-        return ", ".join(t.name + (f" (after {t.after})" if t.after else "") for t in self.tasks)
+        return describe_tasks((t.name, t.after) for t in self.tasks)
 
     @property
     def raw_columns(self) -> List[str]:

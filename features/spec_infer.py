@@ -73,7 +73,7 @@ import yaml
 
 from features import formats
 from features.row_check import split_csv_line
-from features.spec import SpecError, spec_from_dict
+from features.spec import SpecError, describe_tasks, spec_from_dict
 
 DEFAULT_ROWS = 10_000
 DISTINCT_CAP = 100_000          # distinct values tracked per column; beyond it the count is a lower bound
@@ -874,13 +874,12 @@ def _declare_tasks(profile: Profile, guesses: Dict[str, Guess], click: Optional[
     for g in guesses.values():
         if g.kind not in ("label", "task"):
             continue
-        was = f"named like a {g.role} label" if g.kind == "label" else "named like an engagement label"
         g.kind, g.role = "task", _task_name(g.column, names)
         names.append(g.role)
         g.entry = {"name": g.role, "label": g.column}
         if g.column == click:
             click_task = g.role
-        g.reason = g.reason.split(" -> ")[0].split(", named like")[0] + f", {was} -> task {g.role}"
+        g.reason = g.reason.rsplit(" -> ", 1)[0] + f" -> task {g.role}"  # the facts stay, the verdict changes
     if click_task is None:
         return
     for g in guesses.values():
@@ -1162,8 +1161,7 @@ def summary(draft: Draft) -> str:
         roles[f["role"]] = roles.get(f["role"], 0) + 1
     scen = next(f for f in draft.spec["features"] if f["role"] == "scenario")
     if "tasks" in draft.spec:
-        labels = "tasks " + ", ".join(t["name"] + (f" (after {t['after']})" if "after" in t else "")
-                                      for t in draft.spec["tasks"])
+        labels = "tasks " + describe_tasks((t["name"], t.get("after")) for t in draft.spec["tasks"])
     else:
         labels = "labels " + ", ".join(f"{k}={v}" for k, v in draft.spec["labels"].items())
     return (f"{len(draft.spec['features'])} features ({', '.join(f'{n} {r}' for r, n in roles.items())}), "

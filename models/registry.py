@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple, Type
 
+from features.spec import describe_tasks
 from models.base import MultiTaskRanker
 from models.config import ConfigError, TrainConfig, parse_config
 from models.losses.weighting import WeightingConfig
@@ -60,11 +61,16 @@ def task_models() -> Tuple[str, ...]:
     return tuple(name for name, cls in MODELS.items() if cls.serves_declared_tasks)
 
 
+class UnservedTasksError(ConfigError):
+    """A model cannot serve the spec's declared tasks (a fault of the spec and model pair, not of a config file)."""
+
+
 def check_serves(name: str, tasks) -> None:
-    """ConfigError unless model ``name`` serves ``tasks`` (None: the funnel, which every model serves)."""
+    """:class:`UnservedTasksError` unless model ``name`` serves ``tasks`` (None: the funnel, which every model
+    serves)."""
     if tasks is not None and not model_class(name).serves_declared_tasks:
-        declared = ", ".join(t + (f" (after {a})" if a else "") for t, a in tasks)
-        raise ConfigError(
+        declared = describe_tasks(tasks)
+        raise UnservedTasksError(
             f"model {name!r} is built around the edges of the click -> conversion funnel: it needs the tasks "
             f"'click' and 'conversion' (each optionally after: click) and optionally 'raction' (after: click), and "
             f"the spec declares {declared}. Models that serve any declared tasks: {', '.join(task_models())}")

@@ -16,9 +16,8 @@ against 55 s; docs/benchmarks.md). A run whose analyzer-cache input changed is a
 for TFX's execution cache: a same-day rerun re-executes Transform. So the cache is an option,
 ``msmt run --transform-cache`` (a window that moves by one span a day, over large spans), which reads the newest
 cache with :func:`latest_analyzer_cache_resolver`; by default it is off (``disable_analyzer_cache``: one
-joint analysis of all spans). Cache entries are keyed by
-the span's Examples artifact and by a fingerprint of the analyzer, so a changed spec or a re-read span is
-analysed again.
+joint analysis of all spans). Cache entries are keyed by the span's Examples artifact and by a fingerprint of the
+analyzer, so a changed spec or a re-read span is analysed again.
 """
 
 from tfx import v1 as tfx

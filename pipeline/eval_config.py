@@ -297,8 +297,7 @@ def evaluated_heads(spec: FeatureSpec, output_keys: Optional[Sequence[str]] = No
     """The served heads with a label over all impressions: the funnel's ctr, ctavr, ctcvr, xcvr, or every
     declared task (``features.labels.impression_heads``)."""
     labels = head_label_keys(spec)
-    output_keys = impression_heads(spec) if output_keys is None else output_keys
-    return [h for h in impression_heads(spec) if h in output_keys and h in labels]
+    return [h for h in impression_heads(spec) if (output_keys is None or h in output_keys) and h in labels]
 
 
 def user_id_feature(spec: FeatureSpec) -> Optional[str]:

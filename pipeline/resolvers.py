@@ -1,8 +1,8 @@
 """Resolver nodes that hand a run the newest output of an earlier run (one home for the pattern).
 
 A daily run reads two things that an earlier run of the same pipeline wrote: the statistics the
-ExampleValidator last accepted (the drift baseline, ``pipeline.data_validator``) and, with ``--warm-start``,
-Transform's analyzer cache (``pipeline.deterministic_transform``). Both are a TFX ``Resolver`` with the latest
+ExampleValidator last accepted (the drift baseline, ``pipeline.data_validator``) and, with
+``--transform-cache``, Transform's analyzer cache (``pipeline.deterministic_transform``). Both are a TFX ``Resolver`` with the latest
 artifact of one component's output. On the first run there is none yet.
 """
 

@@ -418,6 +418,9 @@ class PrepareRun:
         self.scenario_col = check_spec.scenario.name
         self.scenario_idx = self.columns.index(self.scenario_col)
         self.labels = dict(check_spec.label_columns)
+        # the funnel's (conversion, click) columns, to count view-through conversions; None for other tasks
+        self.view_through_columns = ((self.labels["conversion"], self.labels["click"])
+                                     if {"click", "conversion"} <= set(self.labels) else None)
         self.rows_read: Dict[str, int] = {}
         self.read_total = 0
         self.written = {s: 0 for s in SPLITS}
@@ -540,8 +543,8 @@ class PrepareRun:
         for key, col in self.labels.items():
             if values[col] == 1:
                 counts[key] += 1
-        if {"click", "conversion"} <= set(self.labels) and values[self.labels["conversion"]] == 1 \
-                and values[self.labels["click"]] == 0:
+        if self.view_through_columns and values[self.view_through_columns[0]] == 1 \
+                and values[self.view_through_columns[1]] == 0:
             counts["conversion_without_click"] += 1
         return True
 
