@@ -79,7 +79,6 @@ class AEM2TL(MultiTaskRanker):
     reference = "Yi et al., An Adaptive Entire-Space Multi-Scenario Multi-Task Transfer Learning Model, IEEE TKDE 2025"
     # declared tasks: the entire-space module composes along the 'after' chains (TaskChainHeads); with
     # entire_space: false, one direct tower per task
-    serves_declared_tasks = True
     # tuned on the 1M-row synthetic log (docs/defaults.md)
     train_defaults = {"learning_rate": 0.002, "epochs": 2}
 

@@ -102,7 +102,6 @@ class AITM(MultiTaskRanker):
     train_defaults = {"learning_rate": 0.004, "epochs": 1}
     has_unclick_edge = False
     default_supervised = ("ctr", "ctavr", "ctcvr")
-    serves_declared_tasks = True  # AIT along the 'after' chains, each task from the one it comes after
 
     def build_layers(self) -> None:
         c = self.config

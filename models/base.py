@@ -27,9 +27,9 @@ Between the edge logits and the sigmoid sits a per-scenario Platt scaling
 :meth:`MultiTaskRanker.calibrate` on held-out data, so that the served probabilities are calibrated per
 scenario (``docs/calibration.md``).
 
-Declared tasks. For a spec of other tasks than the funnel (``features.labels.task_graph``), a model that
-``serves_declared_tasks`` composes its edges with :class:`~models.blocks.heads.TaskChainHeads` instead: one edge
-and one head per task, along the tasks' ``after`` chains. Everything else (edge towers, experts, scenario
+Declared tasks. For a spec of other tasks than the funnel (``features.labels.task_graph``), every model
+composes its edges with :class:`~models.blocks.heads.TaskChainHeads` instead: one edge and one head per task,
+along the tasks' ``after`` chains. Everything else (edge towers, experts, scenario
 layers, priors, calibration, losses) works on whatever edges the heads block names.
 
 Served heads. A model serves the heads its structure defines (:meth:`MultiTaskRanker.outputs_for`); a model
@@ -71,7 +71,7 @@ class MultiTaskRanker(tfrs.models.Model):
       supervised_heads: heads that get a loss (default: every served head among ctr, ctavr, ctcvr, xcvr).
       weighting: ``WeightingConfig`` (or its dict): how the supervised heads' losses are combined.
       tasks: ``((task, after), ...)`` of a spec of declared tasks (``features.labels.task_graph``), or None for
-        the funnel; only a model that ``serves_declared_tasks`` takes them.
+        the funnel (:meth:`check_config` refuses a config that does not fit them).
     """
 
     config_class = ModelConfig
@@ -79,7 +79,6 @@ class MultiTaskRanker(tfrs.models.Model):
     has_unclick_edge = True  # whether the model has the view-through conversion edge (conv_unclick)
     default_supervised = IMPRESSION_HEADS  # restricted to the served heads
     # whether the model serves any declared task set (TaskChainHeads), not only the click -> conversion funnel
-    serves_declared_tasks = False
     training_outputs = False  # whether call(training=True) adds the aux/ outputs that auxiliary_loss reads
     # TrainConfig keys this model trains with unless the run's train config sets them (docs/defaults.md).
     train_defaults: Dict = {}
@@ -95,9 +94,7 @@ class MultiTaskRanker(tfrs.models.Model):
             config = parse_config(self.config_class, config, source=type(self).__name__)
         if weighting is None or isinstance(weighting, dict):
             weighting = parse_config(WeightingConfig, weighting, source=f"{type(self).__name__} weighting")
-        if tasks is not None and not self.serves_declared_tasks:
-            raise ValueError(f"{type(self).__name__} is built around the click -> conversion funnel's edges and "
-                             f"cannot serve the declared tasks {[t for t, _ in tasks]}")
+        type(self).check_config(config, tasks)
         self.input_dims = input_dims
         self.config = config
         self.with_action = bool(with_action)
@@ -131,6 +128,12 @@ class MultiTaskRanker(tfrs.models.Model):
         self.edge_prior = EdgePrior(self.edge_names, name="edge_prior")
         self.calibration = ScenarioCalibration(self.edge_names, self.embedding.dims.num_scenarios,
                                                name="calibration")
+
+    @classmethod
+    def check_config(cls, config, tasks) -> None:
+        """Config-time check of ``config`` against the data's tasks (``((task, after), ...)``, None: the funnel):
+        :class:`~models.config.ConfigError` naming what does not fit. The registry runs it before any component
+        runs, the constructor again. Default: every config fits every task set."""
 
     @classmethod
     def outputs_for(cls, config, with_action: bool, view_through: bool) -> Tuple[str, ...]:

@@ -23,6 +23,11 @@ class ConfigError(ValueError):
     """A model or training config is invalid; the message names the source and the key."""
 
 
+class TaskMismatchError(ConfigError):
+    """A model config names tasks the spec does not declare (a fault of the spec and config pair, so the
+    pipeline names the spec beside it)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Settings shared by every model."""

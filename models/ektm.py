@@ -44,6 +44,14 @@ the behaviour graph (:class:`~models.blocks.heads.EntireSpaceHeads`: click, conv
    EntireSpaceHeads these orders hold by construction, so with the default composition the term is exactly
    0; it is kept (two relu's) so that it stays correct for a composition that does not guarantee them.
 
+Declared tasks (a spec's ``tasks`` other than the funnel, ``features.labels.task_graph``): the edges are the
+tasks, composed along their ``after`` chains (:class:`~models.blocks.heads.TaskChainHeads`); the router's graph
+is :func:`~models.blocks.ektm.task_dependencies` (sequential sources: the task's ``after`` chain; parallel
+sources: the tasks that come after the same task, or the other tasks after none); every task with a source
+receives, except the first declared task, which stays a source only as click does in the funnel; the enhancer
+compares the task's own head with and without transfer, and the calibrator pairs are the ``after`` chains'
+(exactly 0 under the chained composition).
+
 Ablations: ``router: false`` -> uniform average over the allowed sources (no router variables);
 ``transmitter: false`` -> the receiving tower reads :math:`[h_t; r_t]` (no transmitter MLP/gate variables;
 wider first tower layer); ``enhance: false`` -> no self heads (no self-head variables) and no hinge / self BCE.
@@ -62,16 +70,17 @@ from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-from features.labels import HEAD_TARGETS, label_key
+from features.labels import label_key
+from features.spec import describe_tasks
 from models.base import AUX_PREFIX, MultiTaskRanker
 from models.blocks.cgc import PLE
-from models.blocks.ektm import (KnowledgeRouter, KnowledgeTransmitter, binary_crossentropy, enhancement_loss,
-                                funnel_dependencies)
+from models.blocks.ektm import (CONVERSION_EDGES, KnowledgeRouter, KnowledgeTransmitter, binary_crossentropy,
+                                enhancement_loss, funnel_dependencies, task_dependencies)
 from models.blocks.heads import ACTION_EDGES, BASE_EDGES
 from models.blocks.scenario import ScenarioCGC, ScenarioTaskCGC
 from models.blocks.towers import EdgeTowers
 from models.blocks.transfer import calibrator_loss
-from models.config import ConfigError, ModelConfig
+from models.config import ConfigError, ModelConfig, TaskMismatchError
 
 ALL_EDGES = BASE_EDGES + ACTION_EDGES
 # Edge -> the entire-space head whose event it leads to (and whose label supervises it).
@@ -90,8 +99,11 @@ class EKTMConfig(ModelConfig):
     ``num_shared_experts``, ``num_specific_experts``, ``expert_units``. AEM2TL's Scenario-CGC:
     ``scenario_shared_experts``, ``scenario_specific_experts``, ``scenario_expert_units``,
     ``per_scenario_shared_gate``.
-    Transfer: ``router``, ``transmitter``, ``enhance`` switches; ``transmit_to`` receiving edges;
-    ``sequential_sources`` / ``parallel_sources`` ``{target edge: [source edges]}`` (None = funnel default);
+    Transfer: ``router``, ``transmitter``, ``enhance`` switches; ``transmit_to`` receiving edges (None: the
+    funnel's conversion edges; with declared tasks, every task but the first declared one that has a source);
+    ``sequential_sources`` / ``parallel_sources`` ``{target edge: [source edges]}`` (None: the default graph,
+    :func:`~models.blocks.ektm.funnel_dependencies` or :func:`~models.blocks.ektm.task_dependencies`). With
+    declared tasks, these name tasks instead of edges;
     ``num_heads``, ``key_dim``, ``stop_gradient_sources``, ``transmitter_units`` (hidden widths; output = d);
     ``lambda_enh``, ``lambda_self``, ``lambda_cal``.
     """
@@ -109,7 +121,7 @@ class EKTMConfig(ModelConfig):
     router: bool = True
     transmitter: bool = True
     enhance: bool = False  # measured: the enhancer costs 0.01-0.012 AUC on every head (docs/models.md)
-    transmit_to: Tuple[str, ...] = ("conv_click", "conv_unclick", "conv_action")
+    transmit_to: Optional[Tuple[str, ...]] = None
     sequential_sources: Optional[Dict[str, Tuple[str, ...]]] = None
     parallel_sources: Optional[Dict[str, Tuple[str, ...]]] = None
     num_heads: int = 2
@@ -136,15 +148,10 @@ class EKTMConfig(ModelConfig):
         for name in ("lambda_enh", "lambda_self", "lambda_cal"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: {name} must be >= 0, got {getattr(self, name)}")
-        named = list(self.transmit_to)
         for key in ("sequential_sources", "parallel_sources"):
             for target, sources in (getattr(self, key) or {}).items():
-                named += [target, *sources]
                 if target in sources:
                     raise ConfigError(f"{source}: {key}.{target} lists the target itself")
-        unknown = sorted(set(named) - set(ALL_EDGES))
-        if unknown:
-            raise ConfigError(f"{source}: unknown edge {unknown[0]!r}; edges: {', '.join(ALL_EDGES)}")
         seq, par = self.sequential_sources or {}, self.parallel_sources or {}
         for target in set(seq) & set(par):
             both = sorted(set(seq[target]) & set(par[target]))
@@ -163,10 +170,28 @@ class EKTM(MultiTaskRanker):
     train_defaults = {"learning_rate": 0.004, "epochs": 2}
 
     # ----------------------------------------------------------------- structure
+    @classmethod
+    def check_config(cls, config: EKTMConfig, tasks) -> None:
+        """The edges (funnel) or tasks (declared tasks) that ``transmit_to`` and the source maps name exist."""
+        named = set(config.transmit_to or ())
+        for graph in (config.sequential_sources, config.parallel_sources):
+            for target, sources in (graph or {}).items():
+                named |= {target, *sources}
+        if tasks is None:
+            unknown = sorted(named - set(ALL_EDGES))
+            if unknown:
+                raise ConfigError(f"EKTM: unknown edge {unknown[0]!r}; edges: {', '.join(ALL_EDGES)}")
+            return
+        unknown = sorted(named - {name for name, _ in tasks})
+        if unknown:
+            raise TaskMismatchError(
+                f"model 'ektm': its config names the task {unknown[0]!r} (transmit_to, sequential_sources or "
+                f"parallel_sources), which the spec does not declare; the spec declares {describe_tasks(tasks)}")
+
     def build_layers(self) -> None:
         c = self.config
         self.edges = list(self.heads.edges)
-        self.targets = [e for e in c.transmit_to if e in self.edges]
+        self.targets = self._receiving_edges()
         if c.backbone == "ple":
             self.backbone = PLE(len(self.edges), c.num_levels, c.num_shared_experts, c.num_specific_experts,
                                 c.expert_units, c.dropout, c.l2, name="ple")
@@ -204,10 +229,21 @@ class EKTM(MultiTaskRanker):
         """(sequential, parallel) sources per receiving edge (computed from the config; not a tracked state)."""
         return self._dependency_graph()
 
+    def _receiving_edges(self) -> List[str]:
+        """The edges with a transmitter (``transmit_to``; by default the funnel's conversion edges, or every
+        declared task with a source but the first declared task, which, like click, is a source only)."""
+        c = self.config
+        if c.transmit_to is not None:
+            return [e for e in c.transmit_to if e in self.edges]
+        if self.task_graph is None:
+            return [e for e in CONVERSION_EDGES if e in self.edges]
+        seq, par = self.dependencies
+        return [e for e in self.edges[1:] if seq.get(e) or par.get(e)]
+
     def _dependency_graph(self) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, Tuple[str, ...]]]:
         """(sequential, parallel) sources per target, restricted to the model's edges."""
         c = self.config
-        default_seq, default_par = funnel_dependencies(self.edges)
+        default_seq, default_par = self._default_dependencies()
         graph = []
         for given, default in ((c.sequential_sources, default_seq), (c.parallel_sources, default_par)):
             raw = default if given is None else given
@@ -220,13 +256,25 @@ class EKTM(MultiTaskRanker):
                 raise ConfigError(f"EKTM: {sorted(both)[0]!r} is both a sequential and a parallel source of {t!r}")
         return seq, par
 
+    def _default_dependencies(self) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, Tuple[str, ...]]]:
+        if self.task_graph is None:
+            return funnel_dependencies(self.edges)
+        return task_dependencies(self.task_graph)
+
+    def supervising_head(self, edge: str) -> str:
+        """The head over all impressions whose event ``edge`` leads to, and whose label supervises it."""
+        return ENTIRE_SPACE_HEAD[edge] if self.task_graph is None else edge
+
     def funnel_pairs(self) -> List[Tuple[str, str]]:
         """(downstream head, upstream head) pairs of the lambda_cal term (see the module docstring)."""
         seq, _ = self.dependencies
-        implied = {("ctavr", "ctr"), ("ctcvr", "ctr")}
-        if not self.heads.with_unclick:
-            implied.add(("xcvr", "ctr"))
-        pairs = {(ENTIRE_SPACE_HEAD[t], ENTIRE_SPACE_HEAD[s]) for t, sources in seq.items() for s in sources}
+        if self.task_graph is None:
+            implied = {("ctavr", "ctr"), ("ctcvr", "ctr")}
+            if not self.heads.with_unclick:
+                implied.add(("xcvr", "ctr"))
+        else:  # a task is one of its 'after' chain's events
+            implied = {(t, s) for t, chain in task_dependencies(self.task_graph)[0].items() for s in chain}
+        pairs = {(self.supervising_head(t), self.supervising_head(s)) for t, sources in seq.items() for s in sources}
         return sorted(p for p in pairs & implied if p[0] in self.output_keys and p[1] in self.output_keys)
 
     # ----------------------------------------------------------------- forward
@@ -267,15 +315,15 @@ class EKTM(MultiTaskRanker):
     def _head_with(self, edge_probs, edge: str, prob: tf.Tensor) -> tf.Tensor:
         """Entire-space head of ``edge`` with ``prob`` for that edge and the other edges held fixed."""
         probs = {e: (prob if e == edge else tf.stop_gradient(p)) for e, p in edge_probs.items()}
-        return self.heads(probs)[ENTIRE_SPACE_HEAD[edge]]
+        return self.heads(probs)[self.supervising_head(edge)]
 
     def enhancement_terms(self, inputs, outputs) -> Dict[str, tf.Tensor]:
         """``{edge: (hinge, self BCE)}`` from the training outputs of one forward pass (enhance on)."""
         edge_probs = {e: outputs[f"{AUX_PREFIX}edge/{e}"] for e in self.edges}
         terms = {}
         for t in self.targets:
-            head = ENTIRE_SPACE_HEAD[t]
-            y = tf.reshape(tf.cast(inputs[label_key(HEAD_TARGETS[head])], tf.float32), [-1, 1])
+            head = self.supervising_head(t)
+            y = tf.reshape(tf.cast(inputs[label_key(self.head_target(head))], tf.float32), [-1, 1])
             p_main = self._head_with(edge_probs, t, edge_probs[t])
             p_self = self._head_with(edge_probs, t, outputs[f"{SELF_PREFIX}{t}"])
             terms[t] = (enhancement_loss(y, p_main, p_self), tf.reduce_mean(binary_crossentropy(y, p_self)))

@@ -1,4 +1,5 @@
-"""EKTM: builds on the PLE and AEM2TL backbones, gate closed = backbone, ablations, losses, round trips."""
+"""EKTM: builds on the PLE and AEM2TL backbones, over the funnel and over declared tasks, gate closed = backbone,
+ablations, losses, round trips."""
 
 import numpy as np
 import pytest
@@ -122,6 +123,41 @@ def test_stop_gradient_keeps_conversion_out_of_click_representation(stop):
     grads = tape.gradient(loss, click_experts.trainable_variables)
     norm = sum(float(tf.norm(g)) for g in grads if g is not None)
     assert (norm == 0.0) if stop else (norm > 0.0)
+
+
+def test_declared_tasks_route_along_their_after_chains_and_siblings_and_train():
+    """A spec's declared tasks: one edge per task; the first declared task is a source only; like reads click
+    (sequential), follow reads like and click, long_view reads click (its sibling after none); the enhancer's
+    terms compare each task's own head, and the chained heads keep every task under its 'after'."""
+    tasks = (("click", None), ("like", "click"), ("follow", "like"), ("long_view", None))
+    model = EKTM(tiny_dims().to_dict(), CONFIG, tasks=tasks)
+    assert model.edges == ["click", "like", "follow", "long_view"]
+    assert model.targets == ["like", "follow", "long_view"]
+    assert model.funnel_pairs() == [("follow", "click"), ("follow", "like"), ("like", "click")]
+    _, w = model.router([tf.random.normal([4, 16]) for _ in model.edges], return_weights=True)
+    w = w.numpy()  # [B, targets, heads, edges click, like, follow, long_view]
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
+    allowed = np.array([[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 1]], bool)  # like, follow, long_view
+    w = np.moveaxis(w, 2, 0)  # [heads, B, targets, edges]
+    assert np.all(w[:, :, allowed] > 0) and np.all(w[:, :, ~allowed] == 0.0)
+    batch = tiny_batch(64)
+    click = batch["label_click"]
+    batch.update(label_like=click * batch["label_conversion"], label_follow=np.zeros_like(click),
+                 label_long_view=batch["label_conversion"])
+    out = model(batch, training=True)
+    terms = model.enhancement_terms(batch, out)
+    assert set(terms) == {"like", "follow", "long_view"}
+    assert all(np.isfinite(float(v)) for pair in terms.values() for v in pair)
+    served = model(batch)
+    assert np.all(served["follow"].numpy() <= served["like"].numpy() + 1e-7)
+    assert float(model.auxiliary_loss(batch, served)) == 0.0  # the chained order holds by construction
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    ds = tf.data.Dataset.from_tensors(batch)
+    before = model.evaluate(ds, return_dict=True, verbose=0)["total_loss"]
+    model.fit(ds.repeat(15), verbose=0)
+    assert model.evaluate(ds, return_dict=True, verbose=0)["total_loss"] < before
+    single = EKTM(tiny_dims().to_dict(), CONFIG, tasks=(("click", None),))  # multi-scenario single-task
+    assert single.targets == [] and set(single(batch)) == {"click"}
 
 
 def test_ablations_change_variables_as_documented_and_train():

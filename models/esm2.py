@@ -28,4 +28,3 @@ class ESM2(EdgeTowersRanker):
     train_defaults = {"learning_rate": 0.004, "epochs": 1, "weighting": {"strategy": "gradnorm"}}
     has_unclick_edge = False
     default_supervised = ("ctr", "ctavr", "ctcvr")
-    serves_declared_tasks = True  # declared tasks: edge towers composed along the chains

@@ -29,4 +29,3 @@ class ESMM(EdgeTowersRanker):
     supports_action = False
     has_unclick_edge = False
     default_supervised = ("ctr", "ctcvr")
-    serves_declared_tasks = True  # declared tasks: edge towers composed along the chains

@@ -35,7 +35,6 @@ class MMoEConfig(ModelConfig):
 
 class MMoE(MultiTaskRanker):
     config_class = MMoEConfig
-    serves_declared_tasks = True
     reference = "Ma et al., Modeling Task Relationships in Multi-task Learning with MMoE, KDD 2018"
     # tuned on the 1M-row synthetic log (docs/defaults.md)
     train_defaults = {"learning_rate": 0.004, "epochs": 2}

@@ -62,7 +62,6 @@ class PEPNet(MultiTaskRanker):
     """EPNet gate on the embedding (scenario prior) + PPNet gated tower per edge (user and item priors)."""
 
     config_class = PEPNetConfig
-    serves_declared_tasks = True
     reference = ("Chang et al., PEPNet: Parameter and Embedding Personalized Network for Infusing with "
                  "Personalized Prior Information, KDD 2023")
     # tuned on the 1M-row synthetic log (docs/defaults.md)

@@ -32,7 +32,6 @@ class PLEConfig(ModelConfig):
 
 class PLE(MultiTaskRanker):
     config_class = PLEConfig
-    serves_declared_tasks = True
     reference = "Tang et al., Progressive Layered Extraction (PLE), RecSys 2020"
     # tuned on the 1M-row synthetic log (docs/defaults.md)
     train_defaults = {"learning_rate": 0.004, "epochs": 2}

@@ -33,7 +33,6 @@ class SharedBottom(MultiTaskRanker):
     """Hard parameter sharing: shared bottom MLP + one tower per edge."""
 
     config_class = SharedBottomConfig
-    serves_declared_tasks = True
     reference = "Caruana, Multitask Learning, Machine Learning 28, 1997"
     # tuned on the 1M-row synthetic log (docs/defaults.md)
     train_defaults = {"learning_rate": 0.004, "epochs": 2}

@@ -73,7 +73,6 @@ class STAR(MultiTaskRanker):
     """Partitioned normalization + star topology FCN shared by all edges + auxiliary network + edge towers."""
 
     config_class = STARConfig
-    serves_declared_tasks = True
     reference = ("Sheng et al., One Model to Serve All: Star Topology Adaptive Recommender for Multi-Domain "
                  "CTR Prediction, CIKM 2021")
     # tuned on the 1M-row synthetic log (docs/defaults.md)

@@ -155,15 +155,18 @@ def test_a_typo_in_a_config_file_fails_before_any_component_naming_file_and_key(
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
-def test_a_funnel_model_on_a_spec_of_other_tasks_fails_before_any_component_naming_the_tasks(tmp_path, capsys):
+def test_a_model_config_naming_an_undeclared_task_fails_before_any_component_naming_it(tmp_path, capsys):
     spec = tmp_path / "feed.yaml"
     spec.write_text("name: feed\nfeatures:\n  - {name: user_id, role: id}\n  - {name: tab, role: scenario, "
                     "values: [a]}\ntasks:\n  - {name: click, label: is_click}\n"
                     "  - {name: like, label: is_like, after: click}\n")
     data = tmp_path / "d.csv"
     data.write_text("user_id,tab,is_click,is_like\nu,a,1,1\n")
-    code = main(["run", "--data", str(data), "--spec", str(spec), "--output", str(tmp_path / "out"), "--model", "ektm"])
+    model_config = tmp_path / "ektm.yaml"
+    model_config.write_text("transmit_to: [like, conv_click]\n")
+    code = main(["run", "--data", str(data), "--spec", str(spec), "--output", str(tmp_path / "out"), "--model", "ektm",
+                 "--model-config", str(model_config)])
     err = capsys.readouterr().err
-    assert code == 1 and "click, like (after click)" in err and "model 'ektm' is built around" in err \
-        and str(spec) in err and "mmoe" in err, err
+    assert code == 1 and "names the task 'conv_click'" in err and "click, like (after click)" in err \
+        and str(spec) in err, err
     assert not (tmp_path / "out").exists()  # nothing ran

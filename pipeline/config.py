@@ -195,9 +195,9 @@ class PipelineConfig:
         """The heads the configured model serves for this spec; validates the model, train and weighting
         configs (a wrong key or value fails here, naming it, before any component runs)."""
         from features.labels import model_label_arguments
-        from models.config import parse_config
         from models.losses.weighting import WeightingConfig
-        from models.registry import UnservedTasksError, model_outputs, train_config
+        from models.config import TaskMismatchError, parse_config
+        from models.registry import model_outputs, train_config
 
         spec = self.load_spec()
         train = train_config(self.model, self.train)
@@ -206,7 +206,7 @@ class PipelineConfig:
         try:
             outputs = model_outputs(self.model, self.model_config, labels["with_action"], labels["view_through"],
                                     tasks=labels["tasks"])
-        except UnservedTasksError as e:
+        except TaskMismatchError as e:
             raise PipelineConfigError(f"spec {spec.source}: {e}") from None
         missing = [h for h in (train.supervised_heads or ()) if h not in outputs]
         if missing:

@@ -51,7 +51,7 @@ penalises the samples on which transfer made the loss worse than no transfer (th
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -78,6 +78,32 @@ def funnel_dependencies(edges: Sequence[str]) -> Tuple[Dict[str, Tuple[str, ...]
     for c in convs:
         sequential[c] = tuple(s for s in ("click", "action") if s in present)
         parallel[c] = tuple(s for s in convs if s != c)
+    return sequential, parallel
+
+
+def task_dependencies(tasks: Sequence[Tuple[str, Optional[str]]]) -> Tuple[Dict[str, Tuple[str, ...]],
+                                                                         Dict[str, Tuple[str, ...]]]:
+    """Dependency graph over a spec's declared tasks ``((task, after), ...)`` (our interpretation; the funnel's
+    :func:`funnel_dependencies` is the same rule on the behaviour-graph edges).
+
+    Sequential sources of a task: the tasks on its ``after`` chain, nearest first (a follow after a like after
+    a click reads the like and the click). Parallel sources: its siblings, the tasks that come after the same
+    task, or, for a task after none, the other tasks after none. Every task with a source is in the result;
+    which of them receive is the model's choice (``EKTMConfig.transmit_to``).
+    """
+    after = dict(tasks)
+    sequential, parallel = {}, {}
+    for name, parent in tasks:
+        chain, seen = [], {name}
+        while parent is not None and parent not in seen:
+            chain.append(parent)
+            seen.add(parent)
+            parent = after[parent]
+        siblings = tuple(other for other, other_after in tasks if other != name and other_after == after[name])
+        if chain:
+            sequential[name] = tuple(chain)
+        if siblings:
+            parallel[name] = siblings
     return sequential, parallel
 
 

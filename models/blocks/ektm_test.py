@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from models.blocks.ektm import (KnowledgeRouter, KnowledgeTransmitter, binary_crossentropy, enhancement_loss,
-                                funnel_dependencies)
+                                funnel_dependencies, task_dependencies)
 
 # Hand-built graph over 4 tasks: target 2 <- {0} sequential; target 3 <- {0} sequential, {2} parallel.
 # Allowed (self included): target 2: {0, 2}; target 3: {0, 2, 3}. Task 1 is masked for both.
@@ -135,6 +135,14 @@ def test_funnel_dependencies_default_graph():
     seq, par = funnel_dependencies(("click", "conv_click", "conv_unclick"))
     assert seq == {"conv_click": ("click",), "conv_unclick": ("click",)}
     assert par == {"conv_click": ("conv_unclick",), "conv_unclick": ("conv_click",)}
+
+
+def test_task_dependencies_follow_the_after_chains_and_siblings():
+    tasks = (("click", None), ("like", "click"), ("comment", "click"), ("follow", "like"), ("long_view", None))
+    seq, par = task_dependencies(tasks)
+    assert seq == {"like": ("click",), "comment": ("click",), "follow": ("like", "click")}
+    assert par == {"click": ("long_view",), "long_view": ("click",), "like": ("comment",), "comment": ("like",)}
+    assert task_dependencies((("click", None),)) == ({}, {})  # one task: nothing to transfer
 
 
 def test_get_config_round_trips():
