@@ -25,15 +25,17 @@ task                      a 0/1 int64 column named like another engagement label
                           a label, or a click but no conversion label, the draft declares ``tasks`` instead of the
                           ``labels`` funnel: one task per label column, named after it (``is_like`` ->
                           ``like``), ``after: click`` when every positive of the sample has a click
-``request_id``            request_id, req_id, search_id, session_id, query_id, pv_id
+``request_id``            request_id, req_id, search_id, session_id, query_id, pv_id, impression_id (MIND's id
+                          of one impression list)
 ``timestamp``             ts, timestamp, time, event_time, datetime, date
 a known public layout     the Ali-CCP and AliExpress sample layouts (``KNOWN_LAYOUTS``) give the documented
                           role of each field, and the header names the shipped spec
 ``scenario``              a string / int column with 1..50 values named scenario, scene, page, slot,
                           country, domain, channel, tab; when no column is named so, the categorical column with
                           the fewest values (2..50) is picked and flagged ``TODO check``
-``id``                    a name ending in ``id`` (user_id, item_id, uid, adid, ...) of a user- or item-side
-                          entity with no missing value; ``encoding: hash`` with ``hash_buckets`` about twice
+``id``                    a name ending in ``id`` (user_id, item_id, uid, adid, video_id, news_id, ...) of a
+                          user- or item-side entity (``USER_WORDS``, ``ITEM_WORDS``: items include content
+                          such as videos, news, articles, movies, books and songs) with no missing value; ``encoding: hash`` with ``hash_buckets`` about twice
                           the distinct count when it has ``HASH_MIN_DISTINCT`` or more distinct values.
                           Other ``*_id`` columns (shop_id, cate_id) are categorical: an empty ``id`` cell
                           makes a bad row
@@ -101,13 +103,14 @@ TASK_WORDS = ("follow", "followed", "share", "shared", "forward", "forwarded", "
               "longview", "complete", "completed", "finish", "finished", "hate", "dislike", "subscribe",
               "subscribed", "download", "install", "register", "retain", "retained")
 REQUEST_ID_NAMES = ("request_id", "req_id", "requestid", "search_id", "searchid", "session_id", "sessionid",
-                    "query_id", "queryid", "pv_id", "pvid")
+                    "query_id", "queryid", "pv_id", "pvid", "impression_id", "impressionid", "imp_id")
 TIMESTAMP_NAMES = ("ts", "timestamp", "time", "time_stamp", "event_time", "event_ts", "datetime", "date",
                    "dt", "log_time", "impression_time")
 ORACLE_PREFIXES = ("p_", "prob", "true_p", "truth", "oracle", "debug")
 SCENARIO_WORDS = ("scenario", "scenarios", "scene", "page", "slot", "country", "domain", "channel", "tab")
 USER_WORDS = ("user", "u", "uid", "userid", "member", "customer", "buyer", "visitor")
-ITEM_WORDS = ("item", "i", "iid", "itemid", "ad", "adid", "goods", "product", "sku", "offer")
+ITEM_WORDS = ("item", "i", "iid", "itemid", "ad", "adid", "goods", "product", "sku", "offer", "video", "vid",
+              "photo", "news", "article", "movie", "book", "song", "track", "poi")
 CATEGORY_WORDS = ("category", "cate", "cat", "brand", "shop", "seller", "store", "city", "province", "region",
                   "gender", "sex", "age", "segment", "level", "type", "os", "device", "hour", "weekday", "day",
                   "month", "code", "class", "group", "tag", "position", "pos", "rank")

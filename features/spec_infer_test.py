@@ -419,6 +419,26 @@ def test_kuairand_shaped_log_takes_tab_as_the_scenario(tmp_path):
     assert "tasks click, like (after click)" in summary(draft)
 
 
+def test_a_mind_shaped_log_is_one_task_over_news_categories(tmp_path):
+    # MIND's impression log flattened to one row per shown news: the impression id groups a request, the news
+    # id is the item, the news category is the only scenario-like column (flagged for checking), one label.
+    rng = random.Random(3)
+    cats = ["news", "sports", "finance", "lifestyle", "health", "travel", "autos", "weather", "tv", "music"]
+    rows = []
+    for i in range(400):
+        cat = rng.choice(cats)
+        rows.append([i // 10, f"U{rng.randrange(80)}", f"11/15/2019 {rng.randrange(1, 12)}:{rng.randrange(60):02d}:00 AM",
+                     f"N{rng.randrange(300)}", cat, f"{cat}_{rng.randrange(8)}", int(rng.random() < 0.05)])
+    draft = infer_spec(_write_csv(tmp_path / "mind.csv", ["impression_id", "user_id", "time", "news_id", "category",
+                                                          "subcategory", "click"], rows))
+    spec = _load(tmp_path, draft)
+    assert spec.scenario.name == "category" and len(spec.scenario.values) == len(cats)
+    assert spec.feature("news_id").role == "id" and spec.feature("user_id").role == "id"
+    assert spec.request_id == "impression_id" and spec.timestamp == "time"
+    assert [(t.name, t.label, t.after) for t in spec.tasks] == [("click", "click", None)]
+    assert [w.split(":")[0] for w in draft.warnings] == ["category"]  # the fallback scenario, to check
+
+
 def test_one_click_label_across_domains_is_a_single_task(tmp_path):
     rng = random.Random(2)
     rows = [[f"u{rng.randrange(50)}", f"n{rng.randrange(200)}", rng.choice(["books", "movies", "music"]),

@@ -28,6 +28,7 @@ FIXTURES = ("synthetic_run", "session_run_copy")
 FIRST = ("tests/pipeline_e2e_test.py", "tests/daily_e2e_test.py")
 LAST = ("tests/distributed_training_test.py", "tests/trainer_zoo_test.py", "tests/crash_resume_e2e_test.py",
         "tests/determinism_e2e_test.py", "tests/schema_drift_e2e_test.py", "tests/tasks_e2e_test.py",
+        "tests/single_task_e2e_test.py",
         "tests/scoring_e2e_test.py", "tests/serving_export_e2e_test.py", "tests/serving_robustness_e2e_test.py",
         "tests/evaluator_e2e_test.py", "tests/bad_rows_e2e_test.py")
 _background = []
