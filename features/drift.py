@@ -19,6 +19,9 @@ Transform, as any other anomaly does. In the spec::
         user_age: {warn: 0.02, block: 0.1}
 
 The scenario's ``block`` is ``msmt run --max-scenario-shift`` unless the spec sets it per feature.
+
+Every statistic these comparisons read (the pipeline's StatisticsGen, ``msmt skew``) is computed with
+:func:`statistics_options`, so that both sides of a comparison count the same way.
 """
 
 from __future__ import annotations
@@ -39,6 +42,21 @@ DRIFT_FILE = "drift.json"  # in the ExampleValidator's anomalies artifact
 
 class DriftConfigError(ValueError):
     """A bad ``drift`` section; the message names the key."""
+
+
+def statistics_options():
+    """TFDV ``StatsOptions`` of every statistics computation (StatisticsGen, ``msmt skew``).
+
+    Top values and unique counts come from TFDV's sketches (``use_sketch_based_topk_uniques``: Misra-Gries
+    top-k and a KMV distinct count) instead of an exact count per value. Measured on 700,708 rows of a
+    synthetic span (docs/benchmarks.md, StatisticsGen): 17.9 s instead of 25.1 s, the same top-10 values and
+    counts for every feature (ids of 5,000 and 16,066 values, tags, scenario, device); only the request id
+    (~200k values, not a feature, never compared) got estimated counts. Histograms (the numeric drift) are
+    unchanged.
+    """
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.StatsOptions(use_sketch_based_topk_uniques=True)
 
 
 @dataclasses.dataclass(frozen=True)

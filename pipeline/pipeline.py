@@ -24,6 +24,7 @@ from tfx.components import FileBasedExampleGen
 from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.dsl.components.base import executor_spec
 
+from features.drift import statistics_options
 from pipeline import checked_example_gen
 from pipeline.config import PipelineConfig, split_buckets
 from pipeline.data_validator import GatedExampleValidator, drift_levels_of, latest_accepted_statistics_resolver, \
@@ -85,7 +86,8 @@ def _validated_input(config: PipelineConfig, span: Optional[int] = None, local: 
     """ExampleGen -> StatisticsGen -> SchemaGen -> (accepted-statistics resolver) -> ExampleValidator."""
     spec = config.load_spec()
     example_gen = _example_gen(config, span)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  stats_options=statistics_options())
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                           infer_feature_shape=True)
     accepted_statistics = latest_accepted_statistics_resolver(empty_is_success=local)

@@ -54,17 +54,21 @@ def input_statistics(pattern: str):
 
     import tensorflow_data_validation as tfdv
 
+    from features.drift import statistics_options
+
     files = sorted(glob.glob(pattern))
     if not files:
         raise SkewError(f"--input {pattern}: no file matches this pattern")
+    options = statistics_options()
     if all(f.endswith((".csv", ".csv.gz")) for f in files):
-        return tfdv.generate_statistics_from_csv(pattern)
+        return tfdv.generate_statistics_from_csv(pattern, stats_options=options)
     if all(".tfrecord" in f for f in files):
-        return tfdv.generate_statistics_from_tfrecord(pattern)
+        return tfdv.generate_statistics_from_tfrecord(pattern, stats_options=options)
     if all(f.endswith(".parquet") for f in files):
         import pandas as pd
 
-        return tfdv.generate_statistics_from_dataframe(pd.concat(pd.read_parquet(f) for f in files))
+        return tfdv.generate_statistics_from_dataframe(pd.concat(pd.read_parquet(f) for f in files),
+                                                       stats_options=options)
     raise SkewError(f"--input {pattern}: use .csv, .tfrecord[.gz] or .parquet files, got {files[:3]}")
 
 

@@ -59,9 +59,13 @@ def test_aliccp_sample_pipeline(tmp_path):
 
 def test_every_component_executed_in_mlmd(synthetic_run):
     _, out, _ = synthetic_run
-    _, runs = pipeline_states(str(out))
+    store, runs = pipeline_states(str(out))
     states = {c: component(runs, c).state for c in COMPONENT_ORDER}
     assert all(s == "COMPLETE" for s in states.values()), states
+    # StatisticsGen counted top values with TFDV's sketches (features.drift.statistics_options)
+    [execution] = store.get_executions_by_id([component(runs, "StatisticsGen").execution_id])
+    assert json.loads(execution.custom_properties["stats_options_json"].string_value)[
+        "_use_sketch_based_topk_uniques"] is True
 
 
 def test_every_feature_is_checked_for_drift_against_the_accepted_span(synthetic_run):
