@@ -27,6 +27,10 @@ hidden width = gated width, one gate per (scenario, task, layer); the gate's sto
 tower input :math:`T_i^j` (``gate_input: tower``; ``embedding`` uses x); one global scenario-shared gate
 (``per_scenario_shared_gate`` flag). Without an action label (Ali-CCP), y4 = 0 and the ctavr loss is dropped
 (default 12). Unknown scenarios are routed to the mean of the scenario-specific parts.
+
+Declared tasks (a spec's ``tasks`` other than the funnel): the entire-space module composes along the tasks'
+``after`` chains (:class:`~models.blocks.heads.TaskChainHeads`); with ``entire_space=False``, one direct tower
+per task, P(task) over all impressions.
 """
 
 from __future__ import annotations
@@ -77,8 +81,6 @@ class AEM2TLConfig(ModelConfig):
 class AEM2TL(MultiTaskRanker):
     config_class = AEM2TLConfig
     reference = "Yi et al., An Adaptive Entire-Space Multi-Scenario Multi-Task Transfer Learning Model, IEEE TKDE 2025"
-    # declared tasks: the entire-space module composes along the 'after' chains (TaskChainHeads); with
-    # entire_space: false, one direct tower per task
     # tuned on the 1M-row synthetic log (docs/defaults.md)
     train_defaults = {"learning_rate": 0.002, "epochs": 2}
 
