@@ -27,7 +27,7 @@ task                      a 0/1 int64 column named like another engagement label
                           ``like``), ``after: click`` when every positive of the sample has a click
 ``request_id``            request_id, req_id, search_id, session_id, query_id, pv_id, impression_id (MIND's id
                           of one impression list)
-``timestamp``             ts, timestamp, time, event_time, datetime, date
+``timestamp``             ts, timestamp, time, event_time, datetime, date, also with a unit suffix (time_ms)
 a known public layout     the Ali-CCP and AliExpress sample layouts (``KNOWN_LAYOUTS``) give the documented
                           role of each field, and the header names the shipped spec
 ``scenario``              a string / int column with 1..50 values named scenario, scene, page, slot,
@@ -104,6 +104,7 @@ TASK_WORDS = ("follow", "followed", "share", "shared", "forward", "forwarded", "
               "subscribed", "download", "install", "register", "retain", "retained")
 REQUEST_ID_NAMES = ("request_id", "req_id", "requestid", "search_id", "searchid", "session_id", "sessionid",
                     "query_id", "queryid", "pv_id", "pvid", "impression_id", "impressionid", "imp_id")
+TIME_UNITS = ("ms", "millis", "s", "sec", "secs", "seconds", "us", "ns")  # a timestamp's unit suffix: time_ms
 TIMESTAMP_NAMES = ("ts", "timestamp", "time", "time_stamp", "event_time", "event_ts", "datetime", "date",
                    "dt", "log_time", "impression_time")
 ORACLE_PREFIXES = ("p_", "prob", "true_p", "truth", "oracle", "debug")
@@ -647,6 +648,16 @@ class Draft:
         return self.guesses[column]
 
 
+def _is_timestamp_name(name: str) -> bool:
+    """A timestamp name (``TIMESTAMP_NAMES``, or ending in timestamp / ts), with or without a unit suffix
+    (``time_ms``, ``ts_sec``; not ``play_time_ms``)."""
+    toks = _tokens(name)
+    if len(toks) > 1 and toks[-1] in TIME_UNITS:
+        toks = toks[:-1]
+    return "_".join(toks) in TIMESTAMP_NAMES or name.lower() in TIMESTAMP_NAMES or \
+        (toks or [""])[-1] in ("timestamp", "ts")
+
+
 def _tokens(name: str) -> List[str]:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     return [t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t]
@@ -767,7 +778,7 @@ def _guess_column(stats: ColumnStats, rows: int, layout: Optional[Layout], taken
         taken["request_id"] = name
         return Guess(name, "request_id", reason="named like a request id -> request_id (groups the impressions "
                                                 "of one request; not a feature)")
-    if lower in TIMESTAMP_NAMES or (_tokens(name) or [""])[-1] in ("timestamp", "ts"):
+    if _is_timestamp_name(name):
         if "timestamp" in taken:
             return Guess(name, "ignore", reason=f"another time column ({taken['timestamp']!r} is the timestamp) "
                                                 f"-> ignore")

@@ -439,6 +439,16 @@ def test_a_mind_shaped_log_is_one_task_over_news_categories(tmp_path):
     assert [w.split(":")[0] for w in draft.warnings] == ["category"]  # the fallback scenario, to check
 
 
+def test_a_timestamp_with_a_unit_suffix_is_the_timestamp_and_a_duration_is_not(tmp_path):
+    rng = random.Random(4)
+    rows = [[f"u{rng.randrange(50)}", f"i{rng.randrange(90)}", 1649383200000 + 1000 * i, rng.randrange(60000),
+             int(rng.random() < 0.3)] for i in range(200)]
+    draft = infer_spec(_write_csv(tmp_path / "log.csv", ["user_id", "item_id", "time_ms", "play_time_ms", "click"],
+                                  rows))
+    spec = _load(tmp_path, draft)
+    assert spec.timestamp == "time_ms" and spec.feature("play_time_ms").name == "play_time_ms"  # a feature
+
+
 def test_one_click_label_across_domains_is_a_single_task(tmp_path):
     rng = random.Random(2)
     rows = [[f"u{rng.randrange(50)}", f"n{rng.randrange(200)}", rng.choice(["books", "movies", "music"]),
