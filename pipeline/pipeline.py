@@ -34,7 +34,8 @@ from pipeline.deterministic_transform import CACHE_KEY, TRANSFORM_ID, Determinis
 from pipeline.eval_config import build_eval_config, evaluated_heads
 from pipeline.evaluator import GatedEvaluator, gating_parameters
 from pipeline.pusher import ServingPusher
-from pipeline.spans import CALIBRATION_SPLIT, EVAL_SPLIT, TRAIN_SPLIT, training_spans_resolver
+from pipeline.resolvers import training_spans_resolver
+from pipeline.spans import CALIBRATION_SPLIT, EVAL_SPLIT, TRAIN_SPLIT
 
 PREPROCESSING_FN = "features.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"

@@ -1,14 +1,22 @@
-"""Resolver nodes that hand a run the newest output of an earlier run (one home for the pattern).
+"""Resolver nodes: the newest output of an earlier run, and the training spans of a next-span run.
 
 A daily run reads two things that an earlier run of the same pipeline wrote: the statistics the
 ExampleValidator last accepted (the drift baseline, ``pipeline.data_validator``) and, with
-``--transform-cache``, Transform's analyzer cache (``pipeline.deterministic_transform``). Both are a TFX ``Resolver`` with the latest
-artifact of one component's output. On the first run there is none yet.
+``--transform-cache``, Transform's analyzer cache (``pipeline.deterministic_transform``). Both are a TFX
+``Resolver`` with the latest artifact of one component's output. On the first run there is none yet.
+
+A next-span run trains on the Examples of its training spans (``pipeline.spans``), which the ingest runs
+wrote: :func:`training_spans_resolver`.
 """
 
 from __future__ import annotations
 
 from tfx import v1 as tfx
+from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy
+
+from pipeline.spans import SpanPlan, newest_per_span
+
+TRAINING_SPANS_RESOLVER_ID = "training_spans_resolver"
 
 
 class LatestOrNoArtifactStrategy(tfx.dsl.experimental.LatestArtifactStrategy):
@@ -35,3 +43,27 @@ def latest_output_resolver(resolver_id: str, key: str, artifact_type, producer_c
     channel = tfx.dsl.Channel(type=artifact_type, producer_component_id=producer_component_id,
                               output_key=output_key)
     return tfx.dsl.Resolver(strategy_class=strategy, **{key: channel}).with_id(resolver_id)
+
+
+class LatestVersionSpanRangeStrategy(SpanRangeStrategy):
+    """TFX's ``SpanRangeStrategy`` keeping one artifact per span: the newest version.
+
+    ``SpanRangeStrategy`` returns every artifact whose span is in range, so a span read twice (its files
+    changed, or a ``{VERSION}`` was added) would be trained on twice. (TFX's newer ``rolling_range`` /
+    ``static_range`` resolver functions dedupe, but in TFX 1.21 they read ``span`` as an artifact property,
+    while ExampleGen writes it as a custom property, so they find no span.)
+    """
+
+    def _resolve(self, input_dict):
+        return {k: newest_per_span(v) for k, v in super()._resolve(input_dict).items()}
+
+
+def training_spans_resolver(example_gen_id: str, plan: SpanPlan):
+    """Resolver node whose ``examples`` output holds the ExampleGen outputs of ``plan.train_spans``."""
+    return tfx.dsl.Resolver(
+        strategy_class=LatestVersionSpanRangeStrategy,
+        config={"range_config": tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+            start_span_number=min(plan.train_spans), end_span_number=max(plan.train_spans)))},
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                 producer_component_id=example_gen_id, output_key="examples"),
+    ).with_id(TRAINING_SPANS_RESOLVER_ID)

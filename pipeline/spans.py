@@ -11,9 +11,9 @@ It is built from TFX's own span machinery, not from copied files:
   (``msmt run`` first runs a short *ingest* pipeline, ExampleGen -> StatisticsGen -> SchemaGen ->
   ExampleValidator, for each training span that ML Metadata does not hold yet, in span order, so each span is
   validated against the one before it, as daily runs would have done);
-* the main run's ExampleGen reads the evaluated span; a ``Resolver`` with
-  :class:`LatestVersionSpanRangeStrategy` (TFX's ``SpanRangeStrategy`` over a ``RangeConfig`` static range)
-  gives Transform and the Trainer the Examples artifacts of the training spans;
+* the main run's ExampleGen reads the evaluated span; a ``Resolver``
+  (``pipeline.resolvers.training_spans_resolver``: TFX's ``SpanRangeStrategy`` over a ``RangeConfig`` static
+  range) gives Transform and the Trainer the Examples artifacts of the training spans;
 * the Evaluator evaluates every split of the evaluated span.
 
 Each span's ExampleGen output has three hash splits: ``train`` and ``eval`` (both trained on in next-span mode)
@@ -30,13 +30,9 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from tfx import v1 as tfx
-from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy
-
 SPAN_TOKEN = "{SPAN}"
 EVAL_SPLIT_MODES = ("next-span", "hash")
 TRAIN_SPLIT, CALIBRATION_SPLIT, EVAL_SPLIT = "train", "calibration", "eval"
-TRAINING_SPANS_RESOLVER_ID = "training_spans_resolver"
 
 
 def span_regex(pattern: str) -> "re.Pattern":
@@ -150,27 +146,3 @@ def newest_per_span(artifacts: Sequence) -> List:
         elif rank(a) > rank(best[span]):
             best[span] = a
     return [best[s] for s in order]
-
-
-class LatestVersionSpanRangeStrategy(SpanRangeStrategy):
-    """TFX's ``SpanRangeStrategy`` keeping one artifact per span: the newest version.
-
-    ``SpanRangeStrategy`` returns every artifact whose span is in range, so a span read twice (its files
-    changed, or a ``{VERSION}`` was added) would be trained on twice. (TFX's newer ``rolling_range`` /
-    ``static_range`` resolver functions dedupe, but in TFX 1.21 they read ``span`` as an artifact property,
-    while ExampleGen writes it as a custom property, so they find no span.)
-    """
-
-    def _resolve(self, input_dict):
-        return {k: newest_per_span(v) for k, v in super()._resolve(input_dict).items()}
-
-
-def training_spans_resolver(example_gen_id: str, plan: SpanPlan):
-    """Resolver node whose ``examples`` output holds the ExampleGen outputs of ``plan.train_spans``."""
-    return tfx.dsl.Resolver(
-        strategy_class=LatestVersionSpanRangeStrategy,
-        config={"range_config": tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
-            start_span_number=min(plan.train_spans), end_span_number=max(plan.train_spans)))},
-        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                                 producer_component_id=example_gen_id, output_key="examples"),
-    ).with_id(TRAINING_SPANS_RESOLVER_ID)
