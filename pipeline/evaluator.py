@@ -254,6 +254,7 @@ def evaluate_offline(examples_uri: str, model_uri: str, output_dir: str, spec: F
     from tfx.utils import path_utils
 
     from pipeline.eval_config import BlessingConfig, build_eval_config, evaluated_heads
+    from pipeline.tfx_patches import no_tfx_sdist_for_local_beam
     from serving.scoring import serving_heads
 
     def artifact(kind, uri):
@@ -282,7 +283,9 @@ def evaluate_offline(examples_uri: str, model_uri: str, output_dir: str, spec: F
     context = BaseBeamExecutor.Context(beam_pipeline_args=list(beam_pipeline_args),
                                        tmp_dir=os.path.join(output_dir, "tmp"), unique_id=evaluate_from)
     start = time.monotonic()
-    GatedEvaluatorExecutor(context).Do(inputs, {standard_component_specs.EVALUATION_KEY: [evaluation],
-                                                standard_component_specs.BLESSING_KEY: [blessed]}, props)
+    with no_tfx_sdist_for_local_beam():
+        executor = GatedEvaluatorExecutor(context)
+    executor.Do(inputs, {standard_component_specs.EVALUATION_KEY: [evaluation],
+                         standard_component_specs.BLESSING_KEY: [blessed]}, props)
     return {"evaluation": evaluation.uri, "blessing": blessed.uri, "seconds": time.monotonic() - start,
             "blessed": blessed.get_int_custom_property("blessed"), "splits": splits}

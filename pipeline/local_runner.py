@@ -41,19 +41,21 @@ def main(argv=None) -> int:
 
     from pipeline.config import PipelineConfig
     from pipeline.pipeline import create_ingest_pipeline, create_pipeline
+    from pipeline.tfx_patches import no_tfx_sdist_for_local_beam
 
     absl_logging.set_verbosity(absl_logging.INFO)
     with open(argv[0]) as fh:
         config = PipelineConfig.from_dict(json.load(fh))
     plan = config.span_plan()
-    if plan.next_span:
-        accepted = accepted_spans(config)
-        for span in plan.train_spans:
-            if span not in accepted:
-                print(f"{INGEST_MARKER} {span}", flush=True)
-                tfx.orchestration.LocalDagRunner().run(create_ingest_pipeline(config, span))
-    print(MAIN_MARKER, flush=True)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    with no_tfx_sdist_for_local_beam():
+        if plan.next_span:
+            accepted = accepted_spans(config)
+            for span in plan.train_spans:
+                if span not in accepted:
+                    print(f"{INGEST_MARKER} {span}", flush=True)
+                    tfx.orchestration.LocalDagRunner().run(create_ingest_pipeline(config, span))
+        print(MAIN_MARKER, flush=True)
+        tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     return 0
 
 

@@ -24,6 +24,14 @@ Patches:
   shared models and EvalConfig TFX resolved; TFX's reading, EvalConfig defaults, writers and blessing are
   unchanged. It would go away with an Evaluator option for custom evaluators (TFX 1.21 has
   ``custom_extractors`` only).
+* :func:`no_tfx_sdist_for_local_beam` (used by ``pipeline.local_runner`` around each ``LocalDagRunner`` run):
+  every Beam-based executor TFX constructs (ExampleGen, StatisticsGen, Transform, Evaluator, ...) packages the
+  installed TFX as an sdist (``dependency_utils.make_beam_dependency_flags``: a copy of the whole TFX tree and a
+  ``setup.py sdist`` child process, 1.2-1.7 s each) unless the Beam args already name a dependency, so that
+  remote workers can import TFX. The in-process DirectRunner stages nothing, so on it the package is built and
+  never used: eight times in every ``msmt run`` with two training spans. The patch skips it for the
+  DirectRunner only; any other runner (Dataflow, Flink, Spark, ...) still gets TFX's sdist. It would go away
+  with TFX checking the runner before packaging.
 """
 
 from __future__ import annotations
@@ -131,3 +139,34 @@ def evaluator_stages(stages):
         yield
     finally:
         evaluator_executor.tfma = original
+
+
+LOCAL_BEAM_RUNNERS = (None, "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner")
+
+
+def is_local_beam_runner(beam_pipeline_args) -> bool:
+    """Whether ``beam_pipeline_args`` run Beam in this process (the DirectRunner, Beam's default)."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    runner = PipelineOptions(flags=list(beam_pipeline_args)).view_as(StandardOptions).runner
+    return (runner if runner is None or isinstance(runner, str) else type(runner).__name__) in LOCAL_BEAM_RUNNERS
+
+
+@contextlib.contextmanager
+def no_tfx_sdist_for_local_beam():
+    """Beam executors constructed meanwhile skip TFX's sdist of itself when their runner is the DirectRunner."""
+    check_tfx_version()
+    from tfx.utils import dependency_utils
+
+    original = dependency_utils.make_beam_dependency_flags
+
+    def dependency_flags(beam_pipeline_args):
+        if is_local_beam_runner(beam_pipeline_args):
+            return list(beam_pipeline_args)
+        return original(beam_pipeline_args)
+
+    dependency_utils.make_beam_dependency_flags = dependency_flags
+    try:
+        yield
+    finally:
+        dependency_utils.make_beam_dependency_flags = original

@@ -5,6 +5,7 @@ import apache_beam as beam
 import pytest
 from tfx.components.example_gen import write_split
 from tfx.components.transform import executor as transform_executor
+from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 
 from pipeline import tfx_patches
@@ -94,3 +95,45 @@ def test_evaluator_still_runs_tfmas_default_evaluators_and_the_patch_passes_ours
     assert seen == [("M", "C")]
     assert called == {"eval_shared_model": "M", "eval_config": "C", "extractors": ["E"], "evaluators": ["V"],
                       "output_path": "o"}
+
+
+class _BeamExecutor(base_beam_executor.BaseBeamExecutor):
+    """A Beam executor as TFX constructs them (only its Beam args are looked at)."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
+        pass
+
+
+def test_beam_executors_still_package_tfx_and_the_patch_skips_it_for_the_direct_runner(monkeypatch):
+    from tfx.utils import dependency_utils
+
+    built = []
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package",
+                        lambda: built.append(1) or "/tmp/tfx_ephemeral-1.21.0.tar.gz")
+
+    def executor_args(args):
+        return _BeamExecutor(_BeamExecutor.Context(beam_pipeline_args=list(args)))._beam_pipeline_args
+
+    local = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    # Still needed: TFX packages itself for the DirectRunner too, which never stages it.
+    assert "--extra_package=/tmp/tfx_ephemeral-1.21.0.tar.gz" in executor_args(local) and len(built) == 1
+    original = dependency_utils.make_beam_dependency_flags
+    with tfx_patches.no_tfx_sdist_for_local_beam():
+        assert not any(a.startswith("--extra_package") for a in executor_args(local))
+        assert not any(a.startswith("--extra_package") for a in executor_args(["--runner=DirectRunner"] + local))
+        assert len(built) == 1
+        # Other runners stage their dependencies: they still get TFX's package.
+        remote = executor_args(["--runner=DataflowRunner", "--project=p", "--region=r"])
+        assert "--extra_package=/tmp/tfx_ephemeral-1.21.0.tar.gz" in remote and len(built) == 2
+        # And dependencies the user named are left alone, as TFX does.
+        assert not any(a.startswith("--extra_package") for a in
+                       executor_args(["--runner=FlinkRunner", "--setup_file=/src/setup.py"]))
+    assert dependency_utils.make_beam_dependency_flags is original
+
+
+@pytest.mark.parametrize("args, local", [
+    ([], True), (["--runner=DirectRunner"], True), (["--runner=SwitchingDirectRunner"], True),
+    (["--runner=DataflowRunner"], False), (["--runner=FlinkRunner"], False), (["--runner", "SparkRunner"], False),
+    (["--runner=PortableRunner", "--job_endpoint=localhost:8099"], False)])
+def test_is_local_beam_runner(args, local):
+    assert tfx_patches.is_local_beam_runner(args) is local

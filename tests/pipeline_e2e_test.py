@@ -9,6 +9,7 @@ other models and with candidates that the gate must refuse.
 import glob
 import json
 import os
+import pathlib
 import re
 
 import pytest
@@ -66,6 +67,10 @@ def test_every_component_executed_in_mlmd(synthetic_run):
     [execution] = store.get_executions_by_id([component(runs, "StatisticsGen").execution_id])
     assert json.loads(execution.custom_properties["stats_options_json"].string_value)[
         "_use_sketch_based_topk_uniques"] is True
+    # On the in-process DirectRunner no Beam executor packaged TFX as an sdist for remote workers
+    # (pipeline.tfx_patches.no_tfx_sdist_for_local_beam): TFX logs each packaging it does.
+    log = pathlib.Path(json.loads((out / "run_summary.json").read_text())["log_path"]).read_text()
+    assert "ExampleGen" in log and "Attempting to infer TFX Python dependency" not in log
 
 
 def test_every_feature_is_checked_for_drift_against_the_accepted_span(synthetic_run):
